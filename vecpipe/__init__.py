@@ -1,0 +1,3 @@
+"""vecpipe: small Unix-style commands for text embeddings."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,51 @@
+"""The `vecpipe` command: wires one module per subcommand into a typer app."""
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+from vecpipe import __version__
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 success (also when the reader of stdout closes early, as `| head` does); "
+    "1 internal error (a bug: please report it); 2 bad usage; 3 bad input data; "
+    "4 model missing, unverifiable or not convertible; 5 index locked, corrupt or mismatched; "
+    "6 write failed (disk full, permissions); 130 interrupted."
+)
+
+app = typer.Typer(
+    name="vecpipe",
+    help="Small Unix-style commands for text embeddings: embed, index, search, quantize, truncate, eval.\n\n"
+    "Records stream as JSONL (or .npy + sidecar) through stdin and stdout; `-` means stdin.",
+    epilog=EXIT_CODES_HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# Each module defines `register(app)`; the order here is the order in --help.
+COMMAND_MODULES = ["embed", "models"]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"vecpipe {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    pass
+
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"vecpipe.cli.{_name}").register(app)
+
+
+def main() -> None:
+    app(prog_name="vecpipe")

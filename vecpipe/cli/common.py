@@ -1,0 +1,127 @@
+"""What every command shares: error reporting, streams, progress and terminal detection.
+
+Only the standard library and typer are imported at module level, so that
+`vecpipe --help` stays fast; numpy, onnxruntime and rich load when a command runs.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import sys
+from typing import IO, Callable, Iterator
+
+import typer
+
+from vecpipe.core.errors import EXIT_INTERRUPTED, VecpipeError
+
+STDIN = "-"
+
+
+def command_name() -> str:
+    ctx = typer.get_current_context(silent=True)
+    return ctx.command_path if ctx is not None else "vecpipe"
+
+
+def say(message: str) -> None:
+    """A line for humans, on stderr."""
+    print(f"{command_name()}: {message}", file=sys.stderr, flush=True)
+
+
+def fail(exc: VecpipeError) -> "typer.Exit":
+    say(str(exc))
+    return typer.Exit(exc.exit_code)
+
+
+def _silence_stdout() -> None:
+    # After EPIPE, Python would complain again when it flushes stdout at exit.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def handles_errors(fn: Callable) -> Callable:
+    """Turn user errors into one line and an exit code; `| head` exits quietly with 0."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except VecpipeError as exc:
+            raise fail(exc) from None
+        except BrokenPipeError:
+            _silence_stdout()
+            raise typer.Exit(0) from None
+        except KeyboardInterrupt:
+            say("interrupted")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
+    return wrapper
+
+
+def input_name(path: str) -> str:
+    return "<stdin>" if path == STDIN else path
+
+
+@contextlib.contextmanager
+def open_input(path: str) -> Iterator[IO[bytes]]:
+    """A binary stream for `path`; `-` is stdin."""
+    if path == STDIN:
+        yield sys.stdin.buffer
+        return
+    try:
+        fh = open(path, "rb")
+    except OSError as exc:
+        from vecpipe.core.errors import DataError
+
+        raise DataError(exc.strerror or "cannot open", path) from None
+    with fh:
+        yield fh
+
+
+def binary_stdout() -> IO[bytes]:
+    return sys.stdout.buffer
+
+
+def stdout_is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def stderr_is_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
+def show_progress(quiet: bool) -> bool:
+    return not quiet and stderr_is_terminal()
+
+
+def make_progress(quiet: bool):
+    """A rich progress bar on stderr, or None when stderr is not a terminal or --quiet is set."""
+    if not show_progress(quiet):
+        return None
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)  # rich honours NO_COLOR by itself
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed} done"),
+        TextColumn("{task.fields[rate]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+def print_table(title: str | None, columns: list[str], rows: list[list]) -> None:
+    """A rich table on stdout, for terminals only."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    Console().print(table)

@@ -1,0 +1,106 @@
+"""Crash-safe writes: everything is written beside its target and renamed into place.
+
+A reader (or a process killed with SIGKILL half-way) therefore sees either the
+old file or directory or the new one, never a mix.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from vecpipe.core.errors import IndexStoreError, StorageError
+
+
+def storage_error(exc: OSError, path: os.PathLike | str) -> StorageError:
+    if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        return StorageError(f"no space left to write ({exc.strerror})", str(path))
+    return StorageError(exc.strerror or str(exc), str(path))
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_file(target: os.PathLike | str, mode: str = "wb") -> Iterator:
+    """Open a temp file next to `target`; on success it replaces `target`."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    # mkstemp creates 0600 files; honour the umask like a plain open() would.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    try:
+        with os.fdopen(fd, mode) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except OSError as exc:
+        _unlink_quietly(tmp)
+        raise storage_error(exc, target) from exc
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+
+
+def write_bytes_atomic(target: os.PathLike | str, data: bytes) -> None:
+    with atomic_file(target) as fh:
+        fh.write(data)
+
+
+def _unlink_quietly(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def make_temp_dir_beside(target: Path) -> Path:
+    """A fresh directory next to `target`, on the same file system so rename is atomic."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
+    return tmp
+
+
+class DirLock:
+    """An exclusive, non-blocking writer lock (flock on `<dir>.lock` beside the directory).
+
+    The kernel drops flock locks when a process dies, so a kill -9 never leaves a
+    stale lock behind.
+    """
+
+    def __init__(self, target: Path):
+        self.path = target.with_name(f".{target.name}.lock")
+        self._fd: int | None = None
+
+    def __enter__(self) -> "DirLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise IndexStoreError(
+                "another vecpipe process is writing here; try again when it has finished",
+                str(self.path.with_name(self.path.name[1:-5])),
+            ) from None
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None

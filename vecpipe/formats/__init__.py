@@ -1,0 +1,1 @@
+"""Stream codecs: JSONL records, .npy + sidecar, text lines, BEIR files, TREC runs."""
