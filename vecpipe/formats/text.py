@@ -1,0 +1,118 @@
+"""Text input: plain lines or JSONL records, sniffed from the first non-blank line.
+
+A stream whose first non-blank line starts with `{` is JSONL, and then every line must
+be a JSON object with a string text field; otherwise every line is a text. Deciding per
+stream rather than per line keeps a typo in a JSONL file from silently turning a broken
+record into a text to embed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import IO, Iterator
+
+import orjson
+
+from vecpipe.core.errors import DataError
+
+BOM = b"\xef\xbb\xbf"
+ID_KEYS = ("id", "_id")
+
+
+@dataclass
+class TextRecord:
+    id: object
+    text: str
+    fields: dict  # the input fields other than the id, in input order
+    line: int
+
+
+@dataclass
+class ReadStats:
+    skipped: int = 0  # bad lines passed over with --skip-bad
+    blank: int = 0  # blank lines in plain-text input
+
+
+def _decode(raw: bytes, source: str, line: int) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"invalid UTF-8 at byte {exc.start}", source, line) from None
+
+
+def record_text(record: dict, field: str, join_title: bool, source: str, line: int) -> str:
+    """The text to embed: `field`, with a BEIR `title` joined in front as MTEB does."""
+    if field not in record:
+        raise DataError(f"missing text field {field!r}", source, line)
+    text = record[field]
+    if not isinstance(text, str):
+        raise DataError(f"text field {field!r} is {type(text).__name__}, not a string", source, line)
+    title = record.get("title")
+    if join_title and field == "text" and isinstance(title, str) and title:
+        text = (title + " " + text).strip()
+    if not text.strip():
+        raise DataError(f"text field {field!r} is empty", source, line)
+    return text
+
+
+def parse_record(raw: bytes, source: str, line: int) -> dict:
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        _decode(raw, source, line)  # report bad UTF-8 as such rather than as bad JSON
+        raise DataError(f"invalid JSON ({str(exc).split(':')[0]})", source, line) from None
+    if not isinstance(value, dict):
+        raise DataError(f"expected a JSON object, got {type(value).__name__}", source, line)
+    return value
+
+
+def split_id(record: dict, position: int) -> tuple[object, dict]:
+    for key in ID_KEYS:
+        if key in record:
+            rest = {k: v for k, v in record.items() if k != key}
+            return record[key], rest
+    return position, record
+
+
+def read_texts(
+    stream: IO[bytes],
+    source: str,
+    field: str = "text",
+    join_title: bool = True,
+    input_format: str = "auto",
+    skip_bad: bool = False,
+    stats: ReadStats | None = None,
+) -> Iterator[TextRecord]:
+    """Yield one TextRecord per input record; raise DataError (or count it, with skip_bad)."""
+    stats = stats if stats is not None else ReadStats()
+    jsonl: bool | None = {"auto": None, "text": False, "jsonl": True}[input_format]
+    position = 0
+    for line_no, raw in enumerate(stream, start=1):
+        if line_no == 1 and raw.startswith(BOM):
+            raw = raw[len(BOM):]
+        raw = raw.rstrip(b"\r\n")
+        if not raw.strip():
+            stats.blank += 1
+            continue
+        if jsonl is None:
+            jsonl = raw.lstrip().startswith(b"{")
+        try:
+            record = _one_record(raw, source, line_no, jsonl, field, join_title, position)
+        except DataError:
+            if not skip_bad:
+                raise
+            stats.skipped += 1
+            continue
+        position += 1
+        yield record
+    if position == 0 and stats.skipped == 0:
+        raise DataError("no input records (empty input)", source)
+
+
+def _one_record(raw: bytes, source: str, line: int, jsonl: bool, field: str, join_title: bool, position: int) -> TextRecord:
+    if not jsonl:
+        text = _decode(raw, source, line)
+        return TextRecord(position, text, {"text": text}, line)
+    record = parse_record(raw, source, line)
+    text = record_text(record, field, join_title, source, line)
+    rec_id, fields = split_id(record, position)
+    return TextRecord(rec_id, text, fields, line)
