@@ -1,0 +1,191 @@
+"""TREC runs and relevance judgments (qrels).
+
+Runs come in two shapes, sniffed from the first line that is not blank or a `#` comment:
+- TREC: `qid Q0 docid rank score tag`, whitespace-separated; extra columns are ignored.
+- JSONL hits, as `vecpipe search` writes them: `{"query_id": ..., "id": ..., "score": ..., ...}`.
+As in trec_eval, the rank column is ignored: documents are ranked by score.
+
+Qrels come as BEIR TSV (`query-id<TAB>corpus-id<TAB>score`, header optional) or TREC
+qrels (`qid 0 docid rel`), told apart by their number of columns.
+
+A document listed twice for one query keeps its best score (so it can only count once);
+a judgment listed twice keeps the last value, as MTEB's BEIR loader does. Both are
+counted so the caller can warn.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import IO, Iterable, Iterator, Mapping
+
+from vecpipe.core.errors import DataError
+from vecpipe.core.metrics import trec_ranking
+from vecpipe.formats.text import BOM, parse_record
+
+RUN_COLUMNS = "qid Q0 docid rank score tag"
+QUERY_ID_KEYS = ("query_id", "qid")
+DOC_ID_KEYS = ("id", "doc_id", "docid", "corpus_id")
+BEIR_HEADER = ("query-id", "corpus-id", "score")
+
+
+@dataclass
+class RunData:
+    run: dict[str, dict[str, float]] = field(default_factory=dict)
+    format: str = "empty"  # "trec", "jsonl" or "empty"
+    duplicates: int = 0  # (query, document) pairs listed more than once
+
+
+@dataclass
+class QrelsData:
+    qrels: dict[str, dict[str, int]] = field(default_factory=dict)
+    format: str = "empty"  # "beir", "trec" or "empty"
+    duplicates: int = 0  # (query, document) judgments listed more than once
+
+
+def numbered_lines(stream: Iterable[bytes], source: str) -> Iterator[tuple[int, bytes]]:
+    """(1-based line number, raw line) for each line that is not blank or a `#` comment."""
+    for number, raw in enumerate(stream, start=1):
+        if number == 1 and raw.startswith(BOM):
+            raw = raw[len(BOM):]  # editors on Windows save files with one
+        stripped = raw.strip()
+        if stripped and not stripped.startswith(b"#"):
+            yield number, raw
+
+
+def decode_line(raw: bytes, source: str, line: int) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"invalid UTF-8 at byte {exc.start}", source, line) from None
+
+
+# --- runs ------------------------------------------------------------------------------
+
+
+def _parse_score(text: str, source: str, line: int) -> float:
+    try:
+        score = float(text)
+    except ValueError:
+        raise DataError(f"score {text!r} is not a number", source, line) from None
+    if math.isnan(score):
+        raise DataError("score is NaN", source, line)
+    return score
+
+
+def _trec_run_row(raw: bytes, source: str, line: int) -> tuple[str, str, float]:
+    columns = decode_line(raw, source, line).split()
+    if len(columns) < 6:
+        raise DataError(f"expected 6 columns ({RUN_COLUMNS}), found {len(columns)}", source, line)
+    return columns[0], columns[2], _parse_score(columns[4], source, line)
+
+
+def _first_present(record: Mapping, keys: tuple[str, ...], what: str, source: str, line: int) -> str:
+    for key in keys:
+        value = record.get(key)
+        if value is not None and not isinstance(value, (dict, list, bool)):
+            return str(value)
+    raise DataError(f"missing {what} (one of {', '.join(keys)})", source, line)
+
+
+def _jsonl_run_row(raw: bytes, source: str, line: int) -> tuple[str, str, float]:
+    record = parse_record(raw, source, line)
+    qid = _first_present(record, QUERY_ID_KEYS, "query id", source, line)
+    doc = _first_present(record, DOC_ID_KEYS, "document id", source, line)
+    score = record.get("score")
+    if isinstance(score, bool) or not isinstance(score, (int, float)):
+        raise DataError("missing numeric 'score'", source, line)
+    return qid, doc, float(score)  # JSON has no NaN, so any number is a valid score
+
+
+def read_run(stream: Iterable[bytes], source: str) -> RunData:
+    """Read a TREC run or vecpipe search JSONL into query id -> {doc id: score}."""
+    data = RunData()
+    parse_row = None
+    for line, raw in numbered_lines(stream, source):
+        if parse_row is None:
+            data.format = "jsonl" if raw.lstrip().startswith(b"{") else "trec"
+            parse_row = _jsonl_run_row if data.format == "jsonl" else _trec_run_row
+        qid, doc, score = parse_row(raw, source, line)
+        doc_scores = data.run.setdefault(qid, {})
+        if doc in doc_scores:
+            data.duplicates += 1
+            score = max(score, doc_scores[doc])
+        doc_scores[doc] = score
+    return data
+
+
+def format_run_line(qid: str, doc: str, rank: int, score: float, tag: str) -> str:
+    return f"{qid} Q0 {doc} {rank} {float(score)!r} {tag}\n"  # repr round-trips the exact double
+
+
+def write_run(run: Mapping[str, Mapping[str, float]], out: IO[str], tag: str = "vecpipe") -> None:
+    """Write a run as TREC lines, ranked the way trec_eval will rank them."""
+    for qid, doc_scores in run.items():
+        for rank, doc in enumerate(trec_ranking(doc_scores), start=1):
+            out.write(format_run_line(qid, doc, rank, doc_scores[doc], tag))
+
+
+# --- qrels -----------------------------------------------------------------------------
+
+
+def _parse_relevance(text: str, source: str, line: int) -> int:
+    try:
+        value = float(text)
+    except ValueError:
+        raise DataError(f"relevance {text!r} is not a number", source, line) from None
+    if not value.is_integer():
+        raise DataError(f"relevance {text!r} is not an integer", source, line)
+    return int(value)
+
+
+def _is_beir_header(columns: list[str]) -> bool:
+    """BEIR's `query-id corpus-id score`, or any first row whose relevance is not a number."""
+    if [c.lower() for c in columns] == list(BEIR_HEADER):
+        return True
+    try:
+        float(columns[2])
+    except ValueError:
+        return True
+    return False
+
+
+def _qrels_columns(text: str) -> list[str]:
+    # BEIR is tab-separated; TREC qrels are separated by any whitespace.
+    columns = text.split("\t")
+    return [c.strip() for c in columns] if len(columns) == 3 else text.split()
+
+
+def _qrels_row(text: str, fmt: str, source: str, line: int) -> tuple[str, str, int]:
+    columns = _qrels_columns(text)
+    expected = 3 if fmt == "beir" else 4
+    if len(columns) != expected:
+        shape = "query-id corpus-id score" if fmt == "beir" else "qid 0 docid rel"
+        raise DataError(f"expected {expected} columns ({shape}), found {len(columns)}", source, line)
+    qid, doc, rel = (columns[0], columns[1], columns[2]) if fmt == "beir" else (columns[0], columns[2], columns[3])
+    return qid, doc, _parse_relevance(rel, source, line)
+
+
+def _sniff_qrels(text: str, source: str, line: int) -> str:
+    count = len(_qrels_columns(text))
+    if count in (3, 4):
+        return "beir" if count == 3 else "trec"
+    raise DataError(
+        f"expected 3 columns (query-id corpus-id score) or 4 (qid 0 docid rel), found {count}", source, line
+    )
+
+
+def read_qrels(stream: Iterable[bytes], source: str) -> QrelsData:
+    """Read BEIR TSV or TREC qrels into query id -> {doc id: relevance}."""
+    data = QrelsData()
+    for line, raw in numbered_lines(stream, source):
+        text = decode_line(raw, source, line).rstrip("\r\n")
+        if data.format == "empty":
+            data.format = _sniff_qrels(text, source, line)
+            if data.format == "beir" and _is_beir_header(_qrels_columns(text)):
+                continue
+        qid, doc, rel = _qrels_row(text, data.format, source, line)
+        judgments = data.qrels.setdefault(qid, {})
+        if doc in judgments:
+            data.duplicates += 1
+        judgments[doc] = rel
+    return data
