@@ -122,3 +122,9 @@ def test_bad_qrels_lines_name_file_and_line(text, line, message):
     with pytest.raises(DataError, match=message) as info:
         read_qrels(lines(text), "qrels.tsv")
     assert (info.value.source, info.value.line) == ("qrels.tsv", line)
+
+
+@pytest.mark.parametrize("qid, doc", [("q 1", "d"), ("q", "doc two"), ("q", ""), ("q", "d\t")])
+def test_ids_a_trec_line_cannot_carry_are_refused(qid, doc):
+    with pytest.raises(DataError, match="TREC run cannot carry"):
+        format_run_line(qid, doc, 1, 0.5, "t")

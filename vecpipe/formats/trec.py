@@ -114,7 +114,15 @@ def read_run(stream: Iterable[bytes], source: str) -> RunData:
     return data
 
 
+def _check_column(value: str, what: str) -> None:
+    # A TREC line is split on whitespace, so an id holding any would shift every column after it.
+    if len(value.split()) != 1 or value != value.strip():
+        raise DataError(f"{what} {value!r} is empty or holds whitespace, which a TREC run cannot carry; use JSONL")
+
+
 def format_run_line(qid: str, doc: str, rank: int, score: float, tag: str) -> str:
+    _check_column(qid, "query id")
+    _check_column(doc, "document id")
     return f"{qid} Q0 {doc} {rank} {float(score)!r} {tag}\n"  # repr round-trips the exact double
 
 
