@@ -1,0 +1,183 @@
+"""`vecpipe search` through the real entry point: vector and text queries, output shapes, options,
+edge cases and refusals."""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from vecpipe.cli import app
+from vecpipe.core.index import BuildOptions, build_index
+from vecpipe.formats.vectors import VectorBatch, VectorWriter
+
+DIM = 16
+PROVENANCE = {"model": "test-model", "model_sha256": "ab" * 32, "dim": DIM, "normalized": True}
+runner = CliRunner()
+DOCS = np.random.default_rng(3).normal(size=(60, DIM)).astype(np.float32)
+DOCS /= np.linalg.norm(DOCS, axis=1, keepdims=True)
+
+
+def run(args, stdin: bytes | str | None = None):
+    return runner.invoke(app, args, input=stdin)
+
+
+def hits(output: str) -> list[dict]:
+    return [json.loads(line) for line in output.splitlines() if line.strip()]
+
+
+def doc_batch(rows=slice(None), provenance=PROVENANCE) -> VectorBatch:
+    ids = [f"d{i}" for i in range(len(DOCS))][rows]
+    fields = [{"title": f"title {i}", "text": f"text of document {i}", "year": 2000 + i} for i in range(len(DOCS))][rows]
+    return VectorBatch(ids, fields, DOCS[rows], provenance, list(range(1, len(ids) + 1)))
+
+
+def queries(matrix: np.ndarray, provenance: dict = PROVENANCE, ids=None) -> bytes:
+    out = io.BytesIO()
+    ids = ids or [f"q{i}" for i in range(len(matrix))]
+    VectorWriter(out).write(VectorBatch(ids, [{} for _ in ids], matrix, provenance, list(range(1, len(ids) + 1))))
+    return out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("search") / "idx"
+    build_index(path, [doc_batch()])
+    return path
+
+
+def test_vector_queries_give_jsonl_hits_with_stored_fields(index):
+    result = run(["search", str(index), "-k", "3"], queries(DOCS[:2]))
+    assert result.exit_code == 0, result.output
+    out = hits(result.stdout)
+    assert len(out) == 6
+    assert list(out[0]) == ["query_id", "rank", "id", "score", "title", "text", "year"]
+    assert (out[0]["query_id"], out[0]["rank"], out[0]["id"], out[0]["title"]) == ("q0", 1, "d0", "title 0")
+    assert out[0]["score"] == pytest.approx(1.0, abs=1e-5)
+    assert [h["rank"] for h in out[3:]] == [1, 2, 3] and out[3]["id"] == "d1"
+
+
+def test_trec_output(index):
+    result = run(["search", str(index), "-k", "2", "--format", "trec", "--run-name", "mine"], queries(DOCS[:1]))
+    lines = [line.split() for line in result.stdout.splitlines()]
+    assert [line[:4] + line[5:] for line in lines] == [["q0", "Q0", "d0", "1", "mine"], ["q0", "Q0", lines[1][2], "2", "mine"]]
+    assert float(lines[0][4]) >= float(lines[1][4])
+
+
+def test_k_larger_than_the_index_and_filters_passing_fewer_than_k(index):
+    assert len(hits(run(["search", str(index), "-k", "1000"], queries(DOCS[:1])).stdout)) == 60
+    out = hits(run(["search", str(index), "-k", "10", "--where", "year>2055"], queries(DOCS[:1])).stdout)
+    assert sorted(h["id"] for h in out) == [f"d{i}" for i in range(56, 60)]
+    out = hits(run(["search", str(index), "--where", "title=title 7", "--where", "year!=2008"], queries(DOCS[:1])).stdout)
+    assert [h["id"] for h in out] == ["d7"]
+
+
+def test_min_score_and_exact(index):
+    out = hits(run(["search", str(index), "-k", "60", "--min-score", "0.3", "--exact"], queries(DOCS[:3])).stdout)
+    scores = DOCS[:3] @ DOCS.T
+    assert len(out) == int((scores >= 0.3).sum())
+    assert all(h["score"] >= 0.3 for h in out)
+
+
+def test_ef_below_k_is_reported_once(index):
+    result = run(["search", str(index), "-k", "5", "--ef", "2", "--batch-size", "1"], queries(DOCS[:3]))
+    assert result.exit_code == 0
+    assert result.stderr.count("--ef 2 is below -k 5; searching with ef 5") == 1
+    assert len(hits(result.stdout)) == 15
+
+
+def test_npy_queries_on_stdin(index, tmp_path):
+    buffer = io.BytesIO()
+    np.save(buffer, DOCS[4:6])
+    result = run(["search", str(index), "-k", "1"], buffer.getvalue())
+    assert result.exit_code == 0, result.output
+    assert [(h["query_id"], h["id"]) for h in hits(result.stdout)] == [(0, "d4"), (1, "d5")]
+
+
+@pytest.mark.parametrize(
+    "provenance, message",
+    [
+        ({**PROVENANCE, "model": "other"}, "query model 'other' differs from the index's 'test-model'"),
+        ({**PROVENANCE, "truncate_dim": 8, "dim": 8}, "query dim 8 differs from the index's 16"),
+    ],
+)
+def test_mismatched_queries_exit_5_in_one_line(provenance, message, index):
+    matrix = DOCS[:1, : provenance["dim"]]
+    result = run(["search", str(index)], queries(np.ascontiguousarray(matrix), provenance))
+    assert result.exit_code == 5
+    assert result.stderr.strip().count("\n") == 0 and message in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--rescore", "4"], "--rescore applies to quantized indexes"),
+        (["--format", "csv"], "--format must be jsonl or trec"),
+        (["--where", "year~3"], "bad --where"),
+        (["-k", "0"], "-k must be at least 1"),
+    ],
+)
+def test_usage_errors(args, message, index):
+    result = run(["search", str(index), *args], queries(DOCS[:1]))
+    assert result.exit_code == 2 and message in result.stderr
+
+
+def test_rescore_on_a_binary_index(tmp_path):
+    path = tmp_path / "bits"
+    build_index(path, [doc_batch()], BuildOptions(quantize="binary", keep_float=True))
+    plain = hits(run(["search", str(path), "-k", "3"], queries(DOCS[:1])).stdout)
+    rescored = hits(run(["search", str(path), "-k", "3", "--rescore", "4"], queries(DOCS[:1])).stdout)
+    assert plain[0]["id"] == rescored[0]["id"] == "d0"
+    assert rescored[0]["score"] == pytest.approx(1.0, abs=1e-5)
+    assert all(s["score"] == pytest.approx(float(DOCS[0] @ DOCS[int(s["id"][1:])]), abs=1e-5) for s in rescored)
+
+
+# --- text queries, embedded with the index's own model ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def text_index(tiny_model_dir, tmp_path_factory) -> Path:
+    docs = tmp_path_factory.mktemp("text") / "docs.txt"
+    docs.write_text("how to copy files between machines\nlist directory contents\nshow free disk space\n")
+    embedded = run(["embed", "-m", str(tiny_model_dir), "--prompt", "document", "-q", str(docs)])
+    assert embedded.exit_code == 0, embedded.output
+    path = docs.parent / "idx"
+    assert run(["index", "build", "-q", "-o", str(path)], embedded.stdout_bytes).exit_code == 0
+    return path
+
+
+def test_one_off_text_query_uses_the_model_and_its_query_prompt(text_index, tiny_model_dir):
+    from vecpipe.core.models import Model
+
+    model = Model(tiny_model_dir)
+    result = run(["search", str(text_index), "list directory contents", "-m", str(tiny_model_dir), "-k", "3"])
+    assert result.exit_code == 0, result.output
+    out = hits(result.stdout)
+    assert [h["query_id"] for h in out] == [0, 0, 0]
+    query = model.embed(["list directory contents"], prompt="query")[0]
+    top = out[0]
+    doc = model.embed([top["text"]], prompt="document")[0]
+    assert top["score"] == pytest.approx(float(query @ doc), abs=1e-4)
+
+
+def test_text_lines_and_jsonl_queries_from_stdin(text_index, tiny_model_dir):
+    lines = run(["search", str(text_index), "-m", str(tiny_model_dir), "-k", "1"], "free disk space\n\ncopy files\n")
+    assert [h["query_id"] for h in hits(lines.stdout)] == [0, 1]
+    jsonl = run(["search", str(text_index), "-m", str(tiny_model_dir), "-k", "1"], '{"_id": "a", "text": "free disk space"}\n')
+    assert [(h["query_id"], h["id"]) for h in hits(jsonl.stdout)] == [("a", hits(lines.stdout)[0]["id"])]
+
+
+def test_a_terminal_gets_a_table(text_index, tiny_model_dir, monkeypatch):
+    monkeypatch.setattr("vecpipe.cli.search.stdout_is_terminal", lambda: True)
+    result = run(["search", str(text_index), "copy files", "-m", str(tiny_model_dir), "-k", "2"])
+    assert result.exit_code == 0, result.output
+    assert "rank" in result.stdout and "score" in result.stdout and "query" not in result.stdout.split("\n")[1]
+    assert not result.stdout.lstrip().startswith("{")
+
+
+def test_text_query_against_an_index_without_a_model(index):
+    result = run(["search", str(index), "some words"])
+    assert result.exit_code == 4 and "test-model" in result.stderr

@@ -1,0 +1,262 @@
+"""`vecpipe search`: query an index with a one-off text, text lines, JSONL queries or vector records."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import IO, List, Optional
+
+import typer
+
+from vecpipe.cli.common import STDIN, binary_stdout, handles_errors, input_name, open_input, say, stdout_is_terminal
+
+HELP = """Search an index built by `vecpipe index build`.
+
+`vecpipe search DIR "free text"` runs one query. Without a query, queries are read from stdin
+(or -i FILE): plain text lines, JSONL records (`--field`, default text; `id` or `_id` is the
+query id), or vector records, which are used as they are. Text is embedded with the index's
+own model and its `query` prompt; a query from another model, dimension or quantization is
+refused.
+
+Hits are JSONL `{"query_id", "rank", "id", "score", ...stored fields}` when piped, a table on a
+terminal, or a TREC run with --format trec. Scores are higher-is-better: cosine similarity,
+inner product, the negative Euclidean distance for l2, 1 - 2*hamming/bits for binary indexes
+and the integer dot product for int8 ones.
+
+Examples:
+
+  vecpipe search man.idx "copy files between machines"
+
+  vecpipe search docs.idx -k 5 --where lang=en --where 'year>2019' < questions.txt
+
+  jq -c '{_id, text}' queries.jsonl | vecpipe search docs.idx -k 100 --format trec > run.txt
+
+  vecpipe search docs.idx --rescore 4 < questions.txt      # binary index built with --keep-float
+"""
+
+NPY_MAGIC = b"\x93NUMPY"
+SNIPPET_CHARS = 80
+
+
+def register(app: typer.Typer) -> None:
+    app.command("search", help=HELP)(search)
+
+
+@handles_errors
+def search(
+    directory: Path = typer.Argument(..., help="The index directory."),
+    query: Optional[str] = typer.Argument(None, help="A one-off text query; without it queries are read from stdin or -i."),
+    k: int = typer.Option(10, "-k", help="Hits per query (fewer when the index or a filter has fewer rows)."),
+    ef: Optional[int] = typer.Option(None, "--ef", help="hnswlib search width (default 100; raised to k when below it)."),
+    min_score: Optional[float] = typer.Option(None, "--min-score", help="Drop hits scoring below this."),
+    where: List[str] = typer.Option([], "--where", help="Filter on a stored field: FIELD=VALUE, FIELD!=VALUE, FIELD<N, FIELD>N (repeatable; all must hold)."),
+    exact: bool = typer.Option(False, "--exact", help="Brute force: the exact top k (the ground truth for ANN recall)."),
+    rescore: Optional[int] = typer.Option(None, "--rescore", help="Quantized indexes: fetch k*R candidates, re-rank them with float vectors (needs --keep-float)."),
+    out_format: str = typer.Option("jsonl", "--format", help="jsonl or trec."),
+    as_json: bool = typer.Option(False, "--json", help="JSONL even on a terminal."),
+    input_path: str = typer.Option(STDIN, "-i", "--input", help="Query file; `-` is stdin."),
+    field: str = typer.Option("text", "--field", help="JSONL field holding the query text."),
+    model: Optional[str] = typer.Option(None, "-m", "--model", help="Where to find the index's model (a directory or name); it must be the model the index was built with."),
+    run_name: str = typer.Option("vecpipe", "--run-name", help="The tag column of --format trec."),
+    batch_size: int = typer.Option(256, "--batch-size", help="Queries embedded and searched together."),
+) -> None:
+    from vecpipe.core.errors import UsageError
+    from vecpipe.core.index import VectorIndex
+
+    if out_format not in ("jsonl", "trec"):
+        raise UsageError("--format must be jsonl or trec")
+    if rescore is not None and rescore < 1:
+        raise UsageError("--rescore must be at least 1")
+    with VectorIndex.open(directory) as index:
+        embedder = _QueryEmbedder(index.provenance, model)
+        sink = _sink(out_format, as_json, run_name)
+        shown: set[str] = set()
+        for ids, matrix, provenance in _query_batches(query, input_path, field, batch_size, embedder):
+            result = index.search(
+                matrix, k, provenance=provenance, ef=ef, where=where, exact=exact, min_score=min_score, rescore=rescore
+            )
+            for notice in result.notices:
+                if notice not in shown:  # once per run, not once per batch
+                    shown.add(notice)
+                    say(notice)
+            sink.write(ids, result.hits)
+        sink.close()
+
+
+# --- queries -------------------------------------------------------------------------------
+
+
+class _QueryEmbedder:
+    """Embeds text queries with the index's model, loaded on first use (vector queries never load it)."""
+
+    def __init__(self, index_provenance: dict, model: str | None):
+        self.index_provenance = index_provenance
+        self.location = model
+        self._model = None
+        self.provenance: dict = {}
+
+    def embed(self, texts: list[str]):
+        if self._model is None:
+            self._load()
+        return self._model.embed(texts, prompt=self._model.query_prompt())
+
+    def _load(self) -> None:
+        from vecpipe.core.errors import IndexStoreError
+        from vecpipe.core.models import load_model
+
+        prov = self.index_provenance
+        if not prov.get("model"):
+            raise IndexStoreError("the index does not record its model, so text queries cannot be embedded; pipe vector records")
+        if prov.get("truncate_dim") or prov.get("pca_sha256"):
+            raise IndexStoreError(
+                "the index holds truncated vectors; embed queries with the same pipeline "
+                "(vecpipe embed --prompt query | vecpipe truncate ...) and pipe the vector records"
+            )
+        self._model = load_model(self.location or prov["model"], layers=prov.get("layer"), pooling=prov.get("pooling"), notify=say)
+        self.provenance = self._model.provenance(self._model.query_prompt())
+
+
+def _query_batches(query: str | None, input_path: str, field: str, batch_size: int, embedder: _QueryEmbedder):
+    """(ids, matrix, provenance) per batch of queries."""
+    if query is not None:
+        yield [0], embedder.embed([query]), embedder.provenance
+        return
+    with open_input(input_path) as stream:
+        source = input_name(input_path)
+        head, replayed = _first_line(stream)
+        if _is_vector_input(head):
+            yield from _vector_queries(replayed, batch_size)
+        else:
+            yield from _text_queries(replayed, source, field, batch_size, embedder)
+
+
+def _vector_queries(stream: IO[bytes], batch_size: int):
+    from vecpipe.formats.vectors import read_vectors
+
+    for batch in read_vectors(STDIN, stream, batch_size, note=say):
+        yield batch.ids, batch.matrix, batch.provenance
+
+
+def _text_queries(stream: IO[bytes], source: str, field: str, batch_size: int, embedder: _QueryEmbedder):
+    from vecpipe.formats.text import read_texts
+
+    ids, texts = [], []
+    for record in read_texts(stream, source, field):
+        ids.append(record.id)
+        texts.append(record.text)
+        if len(texts) == batch_size:
+            yield ids, embedder.embed(texts), embedder.provenance
+            ids, texts = [], []
+    if texts:
+        yield ids, embedder.embed(texts), embedder.provenance
+
+
+def _is_vector_input(head: bytes) -> bool:
+    if head.startswith(NPY_MAGIC):
+        return True
+    if not head.lstrip().startswith(b"{"):
+        return False
+    import orjson
+
+    try:
+        record = orjson.loads(head)
+    except orjson.JSONDecodeError:
+        return False  # read_texts reports the bad line
+    return isinstance(record, dict) and "embedding" in record
+
+
+def _first_line(stream: IO[bytes]) -> tuple[bytes, IO[bytes]]:
+    """The first non-blank line (or the npy magic), and a stream that still starts at the beginning."""
+    consumed = b""
+    line = b""
+    while not line.strip():
+        line = stream.readline()
+        consumed += line
+        if not line or consumed.startswith(NPY_MAGIC):
+            break
+    # The vector reader's push-back stream: the same job, so the same code.
+    from vecpipe.formats.vectors import _Unread
+
+    return line, io.BufferedReader(_Unread(consumed, stream), buffer_size=1 << 16)
+
+
+# --- output --------------------------------------------------------------------------------
+
+
+def _sink(out_format: str, as_json: bool, run_name: str):
+    if out_format == "trec":
+        return _TrecSink(run_name)
+    if as_json or not stdout_is_terminal():
+        return _JsonlSink()
+    return _TableSink()
+
+
+def hit_record(query_id, hit) -> dict:
+    """A JSONL hit; stored fields named like the hit's own keys are left out rather than clobber them."""
+    record = {"query_id": query_id, "rank": hit.rank, "id": hit.id, "score": hit.score}
+    for key, value in hit.fields.items():
+        record.setdefault(key, value)
+    return record
+
+
+class _JsonlSink:
+    def __init__(self):
+        import orjson
+
+        self._dumps = orjson.dumps
+        self._out = binary_stdout()
+
+    def write(self, ids: list, hits: list) -> None:
+        lines = [self._dumps(hit_record(qid, hit)) + b"\n" for qid, row in zip(ids, hits) for hit in row]
+        self._out.write(b"".join(lines))
+        self._out.flush()
+
+    def close(self) -> None:
+        self._out.flush()
+
+
+class _TrecSink:
+    def __init__(self, run_name: str):
+        from vecpipe.formats.trec import format_run_line
+
+        self._line = format_run_line
+        self._run_name = run_name
+        self._out = binary_stdout()
+
+    def write(self, ids: list, hits: list) -> None:
+        text = "".join(
+            self._line(str(qid), str(hit.id), hit.rank, hit.score, self._run_name) for qid, row in zip(ids, hits) for hit in row
+        )
+        self._out.write(text.encode())
+        self._out.flush()
+
+    def close(self) -> None:
+        self._out.flush()
+
+
+class _TableSink:
+    """Rows for a rich table, printed at the end (a terminal reader wants one table)."""
+
+    def __init__(self):
+        self._rows: list[list] = []
+        self._queries = 0
+
+    def write(self, ids: list, hits: list) -> None:
+        self._queries += len(ids)
+        for qid, row in zip(ids, hits):
+            self._rows.extend([qid, hit.rank, f"{hit.score:.4f}", hit.id, _snippet(hit.fields)] for hit in row)
+
+    def close(self) -> None:
+        from vecpipe.cli.common import print_table
+
+        if self._queries == 1:
+            print_table(None, ["rank", "score", "id", "text"], [row[1:] for row in self._rows])
+        else:
+            print_table(None, ["query", "rank", "score", "id", "text"], self._rows)
+
+
+def _snippet(fields: dict) -> str:
+    text = next((fields[key] for key in ("text", "title") if isinstance(fields.get(key), str)), None)
+    if text is None:
+        text = next((value for value in fields.values() if isinstance(value, str)), "")
+    text = " ".join(text.split())
+    return text if len(text) <= SNIPPET_CHARS else text[: SNIPPET_CHARS - 1] + "…"

@@ -1,0 +1,298 @@
+"""The quantized index: a flat, memory-mapped matrix of int8/uint8 codes or packed bits.
+
+hnswlib is float-only, so quantized vectors are scanned exhaustively, which is what makes them
+pay: binary codes are scored by Hamming distance (`np.bitwise_count` over 64-bit words, in
+cache-sized blocks), int8/uint8 codes by integer dot products. Files in a generation:
+
+    vectors.npy       (n, dim) int8/uint8 codes, or (n, ceil(dim/8)) packed bits, row = label
+    float.npy         (n, dim) float32, with --keep-float: for `--rescore` and `--exact`
+    calibration.npz   int8/uint8 ranges, when known: float queries are quantized with them
+
+Float records are quantized with vecpipe.core.quantize, the code `vecpipe quantize` runs, so an
+index built with `--quantize` holds exactly what `vecpipe quantize | index build` would.
+Rows are labels: writes compact deleted rows away and the meta store is renumbered to match.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from vecpipe.core.errors import UsageError
+from vecpipe.core.quantize import SCALAR_PRECISIONS, Calibration, quantize
+from vecpipe.core.scoring import dtype_of, exact_float_search, float_scores, is_float, top_k
+from vecpipe.formats.vectors import PACKED_DTYPES, stored_width
+
+VECTORS_FILE = "vectors.npy"
+FLOAT_FILE = "float.npy"
+CALIBRATION_FILE = "calibration.npz"
+QUANTIZE_TO = ("int8", "uint8", "binary", "ubinary")
+RESCORE_METRIC = "cosine"
+_BLOCK_BYTES = 1 << 20  # per scoring block: about an L2 cache
+_QUERY_CHUNK = 16  # queries scored together against each block
+
+
+def _load_matrix(path: Path) -> np.ndarray:
+    return np.load(path, mmap_mode="r", allow_pickle=False)
+
+
+def _write_rows(path: Path, parts: Iterable[np.ndarray], rows: int, dtype, width: int) -> None:
+    """An .npy file of `rows` rows written part by part, never holding the whole matrix."""
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=(rows, width))
+    start = 0
+    for part in parts:
+        out[start : start + len(part)] = part
+        start += len(part)
+    out.flush()
+    del out
+
+
+def _ranges_from(floats: np.ndarray) -> np.ndarray:
+    if len(floats) < 2:
+        raise UsageError(
+            f"cannot learn int8/uint8 ranges from {len(floats)} vector(s): pass --calibration FILE, "
+            "saved by `vecpipe quantize --save-calibration` from a sample of documents"
+        )
+    return np.vstack([floats.min(axis=0), floats.max(axis=0)])
+
+
+class FlatIndex:
+    streams = False  # quantizing floats may need every row first (to learn int8 ranges)
+    relabels = True  # rows are labels, so deletes renumber
+
+    def __init__(self, manifest: dict, codes, floats, calibration: Calibration | None):
+        self.dtype: str = manifest["dtype"]
+        self.dim: int = manifest["dim"]
+        self.provenance: dict = manifest["provenance"]
+        self.from_float: bool = manifest["flat"]["from_float"]
+        self.keep_float: bool = manifest["flat"]["keep_float"]
+        self.codes, self.floats, self.calibration = codes, floats, calibration
+        self._deleted: set[int] = set()
+        self._new: list[tuple[np.ndarray, np.ndarray]] = []
+
+    # --- creating and loading -------------------------------------------------------------
+
+    @classmethod
+    def create(cls, first, options) -> tuple["FlatIndex", dict]:
+        """An empty flat index for records like `first`, and its manifest fields."""
+        input_dtype = dtype_of(first.provenance)
+        from_float = is_float(input_dtype)
+        dtype = _target_dtype(input_dtype, options)
+        if options.metric != "cosine":
+            raise UsageError(f"a quantized index scores by {_metric(dtype)}; --metric does not apply")
+        if options.keep_float and not from_float:
+            raise UsageError("--keep-float needs float records; these are already quantized")
+        calibration = _build_calibration(first, dtype, from_float, options.calibration)
+        fields = {
+            "kind": "flat",
+            "dtype": dtype,
+            "metric": _metric(dtype),
+            "rescore_metric": RESCORE_METRIC,
+            "flat": {"from_float": from_float, "keep_float": options.keep_float},
+        }
+        if calibration is not None:
+            fields["calibration_sha256"] = calibration.sha256
+        return cls({**fields, "dim": first.dim, "provenance": first.provenance}, None, None, calibration), fields
+
+    @classmethod
+    def load(cls, generation: Path, manifest: dict) -> "FlatIndex":
+        codes = _load_matrix(generation / VECTORS_FILE)
+        floats = _load_matrix(generation / FLOAT_FILE) if manifest["flat"]["keep_float"] else None
+        calibration_path = generation / CALIBRATION_FILE
+        calibration = Calibration.load(str(calibration_path)) if calibration_path.is_file() else None
+        return cls(manifest, codes, floats, calibration)
+
+    # --- writing ----------------------------------------------------------------------------
+
+    def prepare(self, matrix: np.ndarray, provenance: dict) -> np.ndarray:
+        return matrix.astype(np.float32) if self.from_float else matrix
+
+    def delete(self, labels) -> None:
+        self._deleted.update(int(label) for label in labels)
+
+    def add(self, matrix: np.ndarray, labels: np.ndarray, threads: int) -> None:
+        self._new.append((labels, matrix))
+
+    def save(self, generation: Path) -> dict:
+        old_rows = 0 if self.codes is None else len(self.codes)
+        keep = np.ones(old_rows, dtype=bool)
+        keep[[label for label in self._deleted if label < old_rows]] = False
+        new = self._new_rows()
+        if self.from_float and self.calibration is None and self.dtype in SCALAR_PRECISIONS:
+            self.calibration = Calibration.learned(_ranges_from(new), len(new), self.provenance)
+        new_codes = self._quantize(new) if self.from_float else new
+        rows = int(keep.sum()) + len(new)
+        width = stored_width(self.dtype, self.dim)
+        _write_rows(generation / VECTORS_FILE, self._kept(self.codes, keep) + [new_codes], rows, new_codes.dtype, width)
+        if self.keep_float:
+            _write_rows(generation / FLOAT_FILE, self._kept(self.floats, keep) + [new], rows, np.float32, self.dim)
+        fields = {"flat": {"from_float": self.from_float, "keep_float": self.keep_float}}
+        if self.calibration is not None:
+            (generation / CALIBRATION_FILE).write_bytes(self.calibration.file_bytes)
+            fields["calibration_sha256"] = self.calibration.sha256
+        return fields
+
+    def _new_rows(self) -> np.ndarray:
+        """Added rows in label order (the order the meta store renumbers them in)."""
+        if not self._new:
+            empty_dtype = np.float32 if self.from_float else _code_dtype(self.dtype)
+            return np.zeros((0, self.dim if self.from_float else stored_width(self.dtype, self.dim)), dtype=empty_dtype)
+        labels = np.concatenate([lab for lab, _ in self._new])
+        matrix = np.concatenate([m for _, m in self._new])
+        return matrix[np.argsort(labels, kind="stable")]
+
+    @staticmethod
+    def _kept(matrix, keep: np.ndarray) -> list:
+        if matrix is None or not len(keep):
+            return []
+        block = 1 << 16
+        return [matrix[start : start + block][keep[start : start + block]] for start in range(0, len(keep), block)]
+
+    def _quantize(self, floats: np.ndarray) -> np.ndarray:
+        ranges = None if self.calibration is None else self.calibration.ranges
+        return quantize(floats, self.dtype, ranges)
+
+    # --- searching ---------------------------------------------------------------------------
+
+    def query_width(self, dtype: str) -> int:
+        return self.dim if is_float(dtype) else stored_width(self.dtype, self.dim)
+
+    def query_dtype_problem(self, dtype: str, calibration_sha256: str | None) -> str | None:
+        if is_float(dtype):
+            if self.dtype in SCALAR_PRECISIONS and self.calibration is None:
+                return (
+                    f"is float, and this {self.dtype} index has no calibration to quantize it with: quantize queries "
+                    "with `vecpipe quantize --calibration FILE`, or build the index with --calibration FILE"
+                )
+            return None
+        if dtype != self.dtype:
+            return f"dtype {dtype} differs from the index's {self.dtype}"
+        if self.dtype in SCALAR_PRECISIONS and calibration_sha256 != (self.calibration.sha256 if self.calibration else self.provenance.get("calibration_sha256")):
+            return "was quantized with other int8/uint8 ranges (calibration_sha256 differs from the index's)"
+        return None
+
+    def search(self, queries: np.ndarray, dtype: str, request, meta) -> tuple[np.ndarray, np.ndarray]:
+        rows = request.allowed  # labels are rows; None means every row
+        float_queries = queries.astype(np.float32) if is_float(dtype) else None
+        if request.rescore or (request.exact and self.floats is not None):
+            self._check_float_search(float_queries, "--rescore" if request.rescore else "--exact")
+        if request.exact and self.floats is not None:
+            return self._float_search(float_queries, rows, request.k)
+        codes = self._quantize(float_queries) if float_queries is not None else queries
+        wanted = request.k * (request.rescore or 1)
+        labels, scores = self._code_search(codes, rows, wanted)
+        if request.rescore:
+            return self._rescore(float_queries, labels, request.k)
+        return labels, scores
+
+    def _check_float_search(self, float_queries, option: str) -> None:
+        if self.floats is None:
+            raise UsageError(f"{option} needs float vectors stored with the index: build it with --keep-float")
+        if float_queries is None:
+            raise UsageError(f"{option} needs float queries (text, or float vector records), not quantized ones")
+
+    def _float_search(self, queries: np.ndarray, rows, k: int):
+        labels = np.arange(len(self.floats)) if rows is None else rows
+        vectors = self.floats if rows is None else self.floats[rows]
+        return exact_float_search(RESCORE_METRIC, queries, vectors, labels, k)
+
+    def _code_search(self, codes: np.ndarray, rows, k: int) -> tuple[np.ndarray, np.ndarray]:
+        matrix = self.codes if rows is None else self.codes[rows]
+        scorer = _HammingScorer(matrix, self.dim) if self.dtype in PACKED_DTYPES else _DotScorer(matrix, self.dtype, self.dim)
+        out_labels, out_scores = [], []
+        for start in range(0, len(codes), _QUERY_CHUNK):
+            positions, scores = top_k(scorer.scores(codes[start : start + _QUERY_CHUNK]), k)
+            out_labels.append(positions if rows is None else rows[positions])
+            out_scores.append(scores)
+        return np.concatenate(out_labels).astype(np.int64), np.concatenate(out_scores)
+
+    def _rescore(self, queries: np.ndarray, candidates: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Re-rank each query's candidates by cosine against the stored floats (read for them only)."""
+        labels = np.full((len(queries), k), -1, dtype=np.int64)
+        scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+        for i, (query, rows) in enumerate(zip(queries, candidates)):
+            rows = np.sort(rows)  # sorted reads from the memory map
+            positions, best = top_k(float_scores(RESCORE_METRIC, query[None, :], self.floats[rows]), k)
+            labels[i, : positions.shape[1]] = rows[positions[0]]
+            scores[i, : positions.shape[1]] = best[0]
+        return labels, scores
+
+
+class _HammingScorer:
+    """1 - 2·hamming/bits for packed bits: the cosine of the ±1 sign vectors, higher is better."""
+
+    def __init__(self, matrix: np.ndarray, dim: int):
+        self.words = _as_words(np.asarray(matrix).view(np.uint8))
+        self.dim = dim
+        self.block_rows = max(256, _BLOCK_BYTES // (_QUERY_CHUNK * self.words.shape[1] * self.words.itemsize))
+
+    def scores(self, codes: np.ndarray) -> np.ndarray:
+        queries = _as_words(np.ascontiguousarray(codes).view(np.uint8))
+        distances = np.empty((len(queries), len(self.words)), dtype=np.int32)
+        for start in range(0, len(self.words), self.block_rows):
+            block = np.ascontiguousarray(self.words[start : start + self.block_rows].T)  # (words, rows)
+            total = np.zeros((len(queries), block.shape[1]), dtype=np.int32)
+            for word in range(block.shape[0]):
+                total += np.bitwise_count(queries[:, word, None] ^ block[word][None, :])
+            distances[:, start : start + block.shape[1]] = total
+        return (1.0 - 2.0 * distances / self.dim).astype(np.float32)
+
+
+def _as_words(packed: np.ndarray) -> np.ndarray:
+    """Packed bytes viewed as the widest unsigned words that divide a row: fewer popcounts."""
+    for dtype in (np.uint64, np.uint32, np.uint16):
+        if packed.shape[1] % np.dtype(dtype).itemsize == 0:
+            return np.ascontiguousarray(packed).view(dtype)
+    return np.ascontiguousarray(packed)
+
+
+class _DotScorer:
+    """The integer dot product of codes, computed by BLAS in a float type that holds it exactly."""
+
+    def __init__(self, matrix: np.ndarray, dtype: str, dim: int):
+        self.matrix = matrix
+        largest = 128 * 128 if dtype == "int8" else 255 * 255
+        # float32 represents every integer up to 2**24 exactly; past that sums need float64.
+        self.float_type = np.float32 if largest * dim < 2**24 else np.float64
+        self.block_rows = max(256, _BLOCK_BYTES // (dim * np.dtype(self.float_type).itemsize))
+
+    def scores(self, codes: np.ndarray) -> np.ndarray:
+        queries = codes.astype(self.float_type)
+        out = np.empty((len(queries), len(self.matrix)), dtype=np.float64)
+        for start in range(0, len(self.matrix), self.block_rows):
+            block = np.asarray(self.matrix[start : start + self.block_rows], dtype=self.float_type)
+            out[:, start : start + len(block)] = queries @ block.T
+        return out
+
+
+def _target_dtype(input_dtype: str, options) -> str:
+    if is_float(input_dtype):
+        if options.quantize not in QUANTIZE_TO:
+            raise UsageError(f"--quantize must be one of {', '.join(QUANTIZE_TO)}, not {options.quantize!r}")
+        return options.quantize
+    if options.quantize and options.quantize != input_dtype:
+        raise UsageError(f"the records are already quantized to {input_dtype}; drop --quantize {options.quantize}")
+    return input_dtype
+
+
+def _metric(dtype: str) -> str:
+    return "hamming" if dtype in PACKED_DTYPES else "dot"
+
+
+def _code_dtype(dtype: str) -> np.dtype:
+    return np.dtype(np.int8) if dtype in ("int8", "binary") else np.dtype(np.uint8)
+
+
+def _build_calibration(first, dtype: str, from_float: bool, path) -> Calibration | None:
+    """The int8/uint8 ranges given with --calibration (checked), else None (learned at save)."""
+    if path is None:
+        return None
+    if dtype not in SCALAR_PRECISIONS:
+        raise UsageError(f"--calibration applies to int8/uint8 indexes, not {dtype}")
+    calibration = Calibration.load(str(path))
+    if from_float:
+        calibration.check_fits(first)
+    elif calibration.sha256 != first.provenance.get("calibration_sha256"):
+        raise UsageError(f"{path} is not the calibration these records were quantized with (sha256 differs)")
+    return calibration

@@ -1,0 +1,195 @@
+"""An index directory as a series of immutable generations, switched atomically.
+
+Layout:
+
+    DIR/CURRENT          one line naming the live generation, e.g. `g000042`
+    DIR/g000042/         manifest.json, meta.sqlite and the vectors (graph.bin or vectors.npy ...)
+    DIR/g000041/         the previous generation, kept so a reader that read CURRENT just
+                         before a switch can still open it; removed by the next writer
+
+A writer holds `DirLock(DIR)`, stages a complete new generation in a hidden temp directory,
+fsyncs it, renames it into place and then replaces CURRENT (write-temp-fsync-rename). A
+kill -9 at any point therefore leaves CURRENT naming the old generation or the new one, and
+what it leaves behind (a hidden temp directory) is removed by the next writer. A brand-new
+index is staged whole beside DIR and renamed onto it, so a killed first build leaves no DIR.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import orjson
+
+from vecpipe.core.atomic import DirLock, fsync_dir, make_temp_dir_beside, storage_error, write_bytes_atomic
+from vecpipe.core.errors import IndexStoreError
+
+FORMAT_VERSION = 1
+CURRENT = "CURRENT"
+MANIFEST = "manifest.json"
+_GENERATION = re.compile(r"^g(\d{6,})$")
+_OPEN_ATTEMPTS = 5  # a reader retries when writers replaced its generation while it opened
+
+
+def now_iso() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def generation_name(number: int) -> str:
+    return f"g{number:06d}"
+
+
+def is_index_dir(root: Path) -> bool:
+    return (root / CURRENT).is_file()
+
+
+def current_generation(root: Path) -> Path:
+    """The live generation directory named by DIR/CURRENT."""
+    try:
+        name = (root / CURRENT).read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        what = "does not exist" if not root.exists() else "is not a vecpipe index (no CURRENT file)"
+        raise IndexStoreError(what, str(root)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise IndexStoreError(f"cannot read CURRENT ({exc})", str(root)) from None
+    if not _GENERATION.match(name):
+        raise IndexStoreError(f"CURRENT names {name!r}, not a generation: the index is corrupt", str(root))
+    return root / name
+
+
+def read_manifest(generation: Path) -> dict:
+    """The manifest of one generation; refuses ones written by a newer vecpipe."""
+    path = generation / MANIFEST
+    try:
+        manifest = orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError as exc:
+        raise IndexStoreError(f"manifest is not valid JSON ({exc})", str(path)) from None
+    version = manifest.get("format_version") if isinstance(manifest, dict) else None
+    if not isinstance(version, int):
+        raise IndexStoreError("manifest has no format_version: not a vecpipe index", str(path))
+    if version > FORMAT_VERSION:
+        raise IndexStoreError(
+            f"index format version {version} is newer than this vecpipe understands ({FORMAT_VERSION}); "
+            "upgrade vecpipe to read it",
+            str(path),
+        )
+    return manifest
+
+
+def write_manifest(generation: Path, manifest: dict) -> None:
+    (generation / MANIFEST).write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
+
+
+def open_with_retry(root: Path, opener):
+    """Call `opener(generation_dir, manifest)`, retrying if a writer pruned the generation meanwhile."""
+    for attempt in range(_OPEN_ATTEMPTS):
+        generation = current_generation(root)
+        try:
+            return opener(generation, read_manifest(generation))
+        except FileNotFoundError:
+            if attempt == _OPEN_ATTEMPTS - 1:
+                raise IndexStoreError("index files are missing: the index is corrupt", str(generation)) from None
+
+
+def _fsync_tree(directory: Path) -> None:
+    for path in directory.iterdir():
+        if path.is_file():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    fsync_dir(directory)
+
+
+@dataclass
+class StagedGeneration:
+    """A new generation being written; `dir` is where its files go until `publish`."""
+
+    root: Path
+    number: int
+    dir: Path
+    fresh_root: Path | None  # the whole new index staged beside `root`, for a first build
+
+    def publish(self) -> None:
+        try:
+            _fsync_tree(self.dir)
+            if self.fresh_root is not None:
+                self._publish_fresh()
+            else:
+                self._publish_next()
+        except OSError as exc:
+            raise storage_error(exc, self.root) from exc
+
+    def _publish_fresh(self) -> None:
+        write_bytes_atomic(self.fresh_root / CURRENT, f"{self.dir.name}\n".encode())
+        fsync_dir(self.fresh_root)
+        os.rename(self.fresh_root, self.root)  # also replaces an empty directory the user made
+        fsync_dir(self.root.parent)
+
+    def _publish_next(self) -> None:
+        final = self.root / generation_name(self.number)
+        os.rename(self.dir, final)
+        fsync_dir(self.root)
+        write_bytes_atomic(self.root / CURRENT, f"{final.name}\n".encode())
+        fsync_dir(self.root)
+        self.dir = final
+        prune_generations(self.root, keep={final.name, generation_name(self.number - 1)})
+
+    def discard(self) -> None:
+        shutil.rmtree(self.fresh_root or self.dir, ignore_errors=True)
+
+
+def prune_generations(root: Path, keep: set[str]) -> None:
+    for path in root.iterdir():
+        if _GENERATION.match(path.name) and path.name not in keep:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _remove_stale_temps(root: Path) -> None:
+    """Leftovers of writers killed mid-way; only called under the lock."""
+    for path in root.parent.glob(f".{root.name}.*.tmp"):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+    if root.is_dir():
+        for path in root.glob(".g*.tmp"):
+            shutil.rmtree(path, ignore_errors=True)
+        for path in root.glob(f".{CURRENT}.*.tmp"):
+            path.unlink(missing_ok=True)
+
+
+def stage_generation(root: Path) -> StagedGeneration:
+    """A directory for the next generation of `root` (which may not exist yet)."""
+    if is_index_dir(root):
+        number = int(_GENERATION.match(current_generation(root).name).group(1)) + 1
+        staging = make_temp_dir_beside(root / generation_name(number))
+        return StagedGeneration(root, number, staging, None)
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise IndexStoreError("exists and is not a vecpipe index; choose another directory", str(root))
+    fresh = make_temp_dir_beside(root)
+    staging = fresh / generation_name(1)
+    staging.mkdir()
+    return StagedGeneration(root, 1, staging, fresh)
+
+
+@contextlib.contextmanager
+def writing(root: Path) -> Iterator[StagedGeneration]:
+    """Lock `root`, stage its next generation, and publish it if the body succeeds."""
+    with DirLock(root):
+        _remove_stale_temps(root)
+        staged = stage_generation(root)
+        try:
+            yield staged
+            staged.publish()
+        except BaseException:
+            staged.discard()
+            raise
+
+
+def directory_bytes(directory: Path) -> int:
+    return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())

@@ -1,0 +1,66 @@
+"""Scores shared by every index kind: higher is always better.
+
+- cosine: cosine similarity; ip: inner product;
+- l2: the negative Euclidean distance (so `--min-score -0.5` keeps hits within 0.5);
+- hamming (binary): 1 - 2·hamming/bits, the cosine of the ±1 sign vectors;
+- dot (int8/uint8): the integer dot product of the codes.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from vecpipe.formats.vectors import FLOAT_DTYPES
+
+
+def dtype_of(provenance: dict) -> str:
+    """A vector record's dtype: provenance omits it for float32."""
+    return provenance.get("dtype", "float32")
+
+
+def is_float(dtype: str) -> bool:
+    return dtype in FLOAT_DTYPES
+
+
+def normalize_rows(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.where(norms == 0, 1.0, norms)
+
+
+def scores_from_distances(metric: str, distances: np.ndarray) -> np.ndarray:
+    """hnswlib distances as scores (hnswlib's l2 is the squared distance)."""
+    if metric == "l2":
+        return -np.sqrt(np.maximum(distances, 0.0))
+    return 1.0 - distances
+
+
+def float_scores(metric: str, queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """Brute-force scores of float queries against float vectors, on the same scale as hnswlib's."""
+    if metric == "l2":
+        squared = (queries**2).sum(1)[:, None] + (vectors**2).sum(1)[None, :] - 2.0 * (queries @ vectors.T)
+        return -np.sqrt(np.maximum(squared, 0.0))
+    if metric == "cosine":
+        queries, vectors = normalize_rows(queries), normalize_rows(vectors)
+    return queries @ vectors.T
+
+
+def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Column positions and scores of the k best per row, best first; ties go to the lower position."""
+    k = min(k, scores.shape[1])
+    if k == 0:
+        return np.zeros((len(scores), 0), dtype=np.int64), np.zeros((len(scores), 0), dtype=scores.dtype)
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    order = np.lexsort((part, -part_scores), axis=1)
+    positions = np.take_along_axis(part, order, axis=1)
+    return positions, np.take_along_axis(part_scores, order, axis=1)
+
+
+def exact_float_search(metric: str, queries: np.ndarray, vectors: np.ndarray, labels: np.ndarray, k: int):
+    """Brute-force top-k over `vectors` (rows labelled `labels`), in query blocks to bound memory."""
+    out_labels, out_scores = [], []
+    block = max(1, (1 << 24) // max(1, len(labels)))  # ~64 MiB of float32 scores per block
+    for start in range(0, len(queries), block):
+        positions, scores = top_k(float_scores(metric, queries[start : start + block], vectors), k)
+        out_labels.append(labels[positions])
+        out_scores.append(scores)
+    return np.concatenate(out_labels), np.concatenate(out_scores)
