@@ -48,7 +48,7 @@ def embed(
     batch_tokens: int = typer.Option(16384, "--batch-tokens", help="Padded tokens per inference batch."),
     threads: Optional[int] = typer.Option(None, "--threads", help="onnxruntime threads (default: all cores)."),
     out_format: str = typer.Option("jsonl", "--format", help="jsonl (stdout) or npy (needs -o)."),
-    output: Optional[str] = typer.Option(None, "-o", "--output", help="Output file (npy writes FILE and its FILE.meta.jsonl sidecar); default stdout."),
+    output: Optional[str] = typer.Option(None, "-o", "--output", help="Output file, written atomically; default stdout. With --format npy, X.npy gets its sidecar X.meta.jsonl."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip malformed lines and report how many, instead of stopping."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar and no summary."),
 ) -> None:
