@@ -27,7 +27,7 @@ app = typer.Typer(
 )
 
 # Each module defines `register(app)`; the order here is the order in --help.
-COMMAND_MODULES = ["embed", "models", "index", "search", "eval"]
+COMMAND_MODULES = ["embed", "models", "truncate", "quantize", "index", "search", "eval"]
 
 
 def _version(value: bool) -> None:
