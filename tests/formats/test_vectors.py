@@ -486,3 +486,17 @@ def test_property_jsonl_round_trip_other_dtypes(batch):
 def test_property_npy_round_trip(tmp_path, batch):
     write_npy(tmp_path / "p.npy", batch)
     assert_same(read_matrix(str(tmp_path / "p.npy")), batch)
+
+
+def test_a_named_pipe_is_read_as_a_stream(tmp_path):
+    import threading
+
+    fifo = tmp_path / "vectors.fifo"
+    os.mkfifo(fifo)
+    data = to_jsonl(batch_of(SMALL))
+    writer = threading.Thread(target=lambda: fifo.write_bytes(data))
+    writer.start()
+    back = read_matrix(str(fifo))
+    writer.join()
+    assert back.source == str(fifo) and back.ids == ["d0", "d1"]
+    np.testing.assert_array_equal(back.matrix, SMALL)

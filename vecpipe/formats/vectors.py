@@ -115,23 +115,28 @@ def read_vectors(
     one stream). `note` receives one-line notices, such as a missing sidecar.
     """
     if path == "-":
-        source = STDIN_NAME
-        head, stream = _sniff(stream if stream is not None else sys.stdin.buffer)
-        if head.startswith(NPY_MAGIC):
-            note(f"{source}: .npy on stdin has no sidecar: ids are row positions and provenance is unknown")
-            yield from _npy_stream_batches(stream, source, batch_size, first_position)
-        else:
-            yield from _jsonl_batches(stream, source, batch_size, first_position)
+        yield from _read_stream(stream or sys.stdin.buffer, STDIN_NAME, batch_size, first_position, note)
         return
     if stream is None:
         with _open_file(path) as fh:
             yield from read_vectors(path, fh, batch_size, first_position=first_position, note=note)
         return
-    if stream.read(len(NPY_MAGIC)) == NPY_MAGIC:
+    if not stream.seekable():  # a named pipe, e.g. bash's <(vecpipe embed ...)
+        yield from _read_stream(stream, path, batch_size, first_position, note)
+    elif stream.read(len(NPY_MAGIC)) == NPY_MAGIC:
         yield from _npy_file_batches(path, stream, batch_size, first_position, note)
     else:
         stream.seek(0)
         yield from _jsonl_batches(stream, path, batch_size, first_position)
+
+
+def _read_stream(stream: IO[bytes], source: str, batch_size: int, first_position: int, note: Note) -> Iterator[VectorBatch]:
+    head, stream = _sniff(stream)
+    if head.startswith(NPY_MAGIC):
+        note(f"{source}: a streamed .npy has no sidecar: ids are row positions and provenance is unknown")
+        yield from _npy_stream_batches(stream, source, batch_size, first_position)
+    else:
+        yield from _jsonl_batches(stream, source, batch_size, first_position)
 
 
 def read_matrix(path: str, stream: IO[bytes] | None = None, note: Note = _note_to_stderr) -> VectorBatch:
