@@ -97,6 +97,13 @@ def test_npy_queries_on_stdin(index, tmp_path):
     assert [(h["query_id"], h["id"]) for h in hits(result.stdout)] == [(0, "d4"), (1, "d5")]
 
 
+def test_integer_npy_queries_are_refused_by_a_float_index(index):
+    buffer = io.BytesIO()
+    np.save(buffer, np.ones((1, DIM), np.int8))
+    result = run(["search", str(index)], buffer.getvalue())
+    assert result.exit_code == 5 and "dtype int8 cannot search a float index" in result.stderr
+
+
 @pytest.mark.parametrize(
     "provenance, message",
     [
@@ -181,3 +188,19 @@ def test_a_terminal_gets_a_table(text_index, tiny_model_dir, monkeypatch):
 def test_text_query_against_an_index_without_a_model(index):
     result = run(["search", str(index), "some words"])
     assert result.exit_code == 4 and "test-model" in result.stderr
+
+
+def test_text_queries_on_a_truncated_binary_index(tiny_model_dir, tmp_path):
+    from vecpipe.core.models import Model
+    from vecpipe.core.quantize import quantize_batch
+    from vecpipe.core.truncate import truncate_batch
+
+    model = Model(tiny_model_dir)
+    texts = ["copy files between machines", "list directory contents", "show free disk space", "print working directory"]
+    embedded = VectorBatch(list(range(4)), [{"text": t} for t in texts], model.embed(texts), model.provenance(), [1, 2, 3, 4])
+    build_index(tmp_path / "idx", [quantize_batch(truncate_batch(embedded, 16), "binary")])
+    result = run(["search", str(tmp_path / "idx"), "show free disk space", "-m", str(tiny_model_dir), "-k", "4"])
+    assert result.exit_code == 0, result.output
+    query = model.embed(["show free disk space"], prompt="query")[:, :16]
+    signs = np.where(query > 0, 1, -1) @ np.where(embedded.matrix[:, :16] > 0, 1, -1).T / 16
+    assert sorted(h["score"] for h in hits(result.stdout)) == sorted(signs[0].tolist())

@@ -173,9 +173,9 @@ def test_filter_passing_fewer_rows_than_k_returns_those_rows(built, corpus):
 
 
 def test_wide_filter_goes_through_the_graph_filter(built, corpus, monkeypatch):
-    monkeypatch.setattr("vecpipe.core.index.EXACT_FILTER_ROWS", 100)  # this small index is all "narrow"
+    monkeypatch.setattr("vecpipe.core.index_hnsw.EXACT_FILTER_ROWS", 100)  # this small index is all "narrow"
     with VectorIndex.open(built) as index:
-        assert not index._filter_is_narrow(np.arange(400)) and index._filter_is_narrow(np.arange(20))
+        assert not index.backend._filter_is_narrow(np.arange(400)) and index.backend._filter_is_narrow(np.arange(20))
         result = index.search(corpus[:5], k=10, where=["lang!=fr"])
         exact = index.search(corpus[:5], k=10, where=["lang!=fr"], exact=True)
     assert all(h.fields["lang"] != "fr" for row in result.hits for h in row)
@@ -354,6 +354,16 @@ def test_rescore_reranks_binary_candidates_with_floats(corpus, tmp_path):
     assert recall(rescored) > recall(plain) and recall(rescored) >= 0.9
     top = rescored.hits[0][0]
     assert top.score == pytest.approx(float(queries[0] @ corpus[int(top.id[1:])]), abs=1e-5)
+
+
+def test_filters_on_a_flat_index_keep_its_scores(corpus, tmp_path):
+    build_index(tmp_path / "idx", batches(corpus), BuildOptions(quantize="binary", keep_float=True))
+    with VectorIndex.open(tmp_path / "idx") as index:
+        everything = index.search(corpus[:2], k=600, provenance=PROVENANCE).hits
+        german = index.search(corpus[:2], k=10, provenance=PROVENANCE, where=["lang=de"]).hits
+    for all_row, de_row in zip(everything, german):
+        expected = [(h.id, h.score) for h in all_row if h.fields["lang"] == "de"][:10]
+        assert [(h.id, h.score) for h in de_row] == expected
 
 
 def test_flat_index_upserts_and_deletes_compact_rows(corpus, tmp_path):

@@ -86,18 +86,26 @@ def search(
 
 
 class _QueryEmbedder:
-    """Embeds text queries with the index's model, loaded on first use (vector queries never load it)."""
+    """Embeds text queries as the index's vectors were made: its model, the model's `query` prompt,
+    and the same prefix truncation. Loaded on first use, so vector queries never load a model."""
 
     def __init__(self, index_provenance: dict, model: str | None):
         self.index_provenance = index_provenance
         self.location = model
         self._model = None
-        self.provenance: dict = {}
+        self._provenance: dict = {}
 
-    def embed(self, texts: list[str]):
+    def embed(self, texts: list[str]) -> tuple:
+        """(vectors, their provenance)."""
         if self._model is None:
             self._load()
-        return self._model.embed(texts, prompt=self._model.query_prompt())
+        vectors = self._model.embed(texts, prompt=self._model.query_prompt())
+        truncate_dim = self.index_provenance.get("truncate_dim")
+        if truncate_dim:
+            from vecpipe.core.truncate import truncate_prefix
+
+            vectors = truncate_prefix(vectors, truncate_dim, renormalize=self._provenance["normalized"])
+        return vectors, self._provenance
 
     def _load(self) -> None:
         from vecpipe.core.errors import IndexStoreError
@@ -106,19 +114,24 @@ class _QueryEmbedder:
         prov = self.index_provenance
         if not prov.get("model"):
             raise IndexStoreError("the index does not record its model, so text queries cannot be embedded; pipe vector records")
-        if prov.get("truncate_dim") or prov.get("pca_sha256"):
+        if prov.get("pca_sha256"):
             raise IndexStoreError(
-                "the index holds truncated vectors; embed queries with the same pipeline "
-                "(vecpipe embed --prompt query | vecpipe truncate ...) and pipe the vector records"
+                "the index holds PCA-rotated vectors; embed queries with the same pipeline "
+                "(vecpipe embed --prompt query | vecpipe truncate --pca-file FILE ...) and pipe the vector records"
             )
         self._model = load_model(self.location or prov["model"], layers=prov.get("layer"), pooling=prov.get("pooling"), notify=say)
-        self.provenance = self._model.provenance(self._model.query_prompt())
+        self._provenance = self._model.provenance(self._model.query_prompt())
+        if prov.get("truncate_dim"):
+            from vecpipe.core.truncate import truncated_provenance
+
+            renormalize = bool(prov.get("normalized"))
+            self._provenance = truncated_provenance(self._provenance, prov["truncate_dim"], self._model.dim, renormalize, None)
 
 
 def _query_batches(query: str | None, input_path: str, field: str, batch_size: int, embedder: _QueryEmbedder):
     """(ids, matrix, provenance) per batch of queries."""
     if query is not None:
-        yield [0], embedder.embed([query]), embedder.provenance
+        yield [0], *embedder.embed([query])
         return
     with open_input(input_path) as stream:
         source = input_name(input_path)
@@ -133,7 +146,7 @@ def _vector_queries(stream: IO[bytes], batch_size: int):
     from vecpipe.formats.vectors import read_vectors
 
     for batch in read_vectors(STDIN, stream, batch_size, note=say):
-        yield batch.ids, batch.matrix, batch.provenance
+        yield batch.ids, batch.matrix, {**batch.provenance, "dtype": batch.dtype}  # an .npy without sidecar says it by its matrix
 
 
 def _text_queries(stream: IO[bytes], source: str, field: str, batch_size: int, embedder: _QueryEmbedder):
@@ -144,10 +157,10 @@ def _text_queries(stream: IO[bytes], source: str, field: str, batch_size: int, e
         ids.append(record.id)
         texts.append(record.text)
         if len(texts) == batch_size:
-            yield ids, embedder.embed(texts), embedder.provenance
+            yield ids, *embedder.embed(texts)
             ids, texts = [], []
     if texts:
-        yield ids, embedder.embed(texts), embedder.provenance
+        yield ids, *embedder.embed(texts)
 
 
 def _is_vector_input(head: bytes) -> bool:

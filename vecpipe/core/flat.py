@@ -70,6 +70,7 @@ class FlatIndex:
         self.codes, self.floats, self.calibration = codes, floats, calibration
         self._deleted: set[int] = set()
         self._new: list[tuple[np.ndarray, np.ndarray]] = []
+        self._all_rows = None  # the scorer over every row, built on first search
 
     # --- creating and loading -------------------------------------------------------------
 
@@ -198,14 +199,23 @@ class FlatIndex:
         return exact_float_search(RESCORE_METRIC, queries, vectors, labels, k)
 
     def _code_search(self, codes: np.ndarray, rows, k: int) -> tuple[np.ndarray, np.ndarray]:
-        matrix = self.codes if rows is None else self.codes[rows]
-        scorer = _HammingScorer(matrix, self.dim) if self.dtype in PACKED_DTYPES else _DotScorer(matrix, self.dtype, self.dim)
+        scorer = self._scorer(None) if rows is None else self._scorer(self.codes[rows])
         out_labels, out_scores = [], []
         for start in range(0, len(codes), _QUERY_CHUNK):
             positions, scores = top_k(scorer.scores(codes[start : start + _QUERY_CHUNK]), k)
             out_labels.append(positions if rows is None else rows[positions])
             out_scores.append(scores)
         return np.concatenate(out_labels).astype(np.int64), np.concatenate(out_scores)
+
+    def _scorer(self, matrix: np.ndarray | None):
+        """A scorer for `matrix`, or (kept for later batches) for every row when None."""
+        if matrix is None:
+            if self._all_rows is None:
+                self._all_rows = self._scorer(self.codes)
+            return self._all_rows
+        if self.dtype in PACKED_DTYPES:
+            return _HammingScorer(matrix, self.dim)
+        return _DotScorer(matrix, self.dtype, self.dim)
 
     def _rescore(self, queries: np.ndarray, candidates: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Re-rank each query's candidates by cosine against the stored floats (read for them only)."""
@@ -220,22 +230,32 @@ class FlatIndex:
 
 
 class _HammingScorer:
-    """1 - 2·hamming/bits for packed bits: the cosine of the ±1 sign vectors, higher is better."""
+    """1 - 2·hamming/bits for packed bits: the cosine of the ±1 sign vectors, higher is better.
+
+    The codes are kept word-major (one contiguous array per 64-bit word of the rows), and each
+    query runs xor, popcount and add over a cache-sized block of rows into preallocated buffers:
+    three passes over a few machine words per row, about 10x less work than a float dot product."""
 
     def __init__(self, matrix: np.ndarray, dim: int):
-        self.words = _as_words(np.asarray(matrix).view(np.uint8))
+        self.columns = np.ascontiguousarray(_as_words(np.asarray(matrix).view(np.uint8)).T)
         self.dim = dim
-        self.block_rows = max(256, _BLOCK_BYTES // (_QUERY_CHUNK * self.words.shape[1] * self.words.itemsize))
+        self.block_rows = max(1024, _BLOCK_BYTES // 4 // self.columns.itemsize)
 
     def scores(self, codes: np.ndarray) -> np.ndarray:
         queries = _as_words(np.ascontiguousarray(codes).view(np.uint8))
-        distances = np.empty((len(queries), len(self.words)), dtype=np.int32)
-        for start in range(0, len(self.words), self.block_rows):
-            block = np.ascontiguousarray(self.words[start : start + self.block_rows].T)  # (words, rows)
-            total = np.zeros((len(queries), block.shape[1]), dtype=np.int32)
-            for word in range(block.shape[0]):
-                total += np.bitwise_count(queries[:, word, None] ^ block[word][None, :])
-            distances[:, start : start + block.shape[1]] = total
+        rows = self.columns.shape[1]
+        distances = np.empty((len(queries), rows), dtype=np.uint16)
+        xor = np.empty(min(rows, self.block_rows), dtype=self.columns.dtype)
+        count = np.empty(len(xor), dtype=np.uint8)
+        for start in range(0, rows, self.block_rows):
+            stop = min(start + self.block_rows, rows)
+            width = stop - start
+            for query, total in zip(queries, distances[:, start:stop]):
+                total[:] = 0
+                for word, column in zip(query, self.columns):
+                    np.bitwise_xor(column[start:stop], word, out=xor[:width])
+                    np.bitwise_count(xor[:width], out=count[:width])
+                    total += count[:width]
         return (1.0 - 2.0 * distances / self.dim).astype(np.float32)
 
 

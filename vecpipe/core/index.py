@@ -37,10 +37,6 @@ DEFAULT_M = 16
 DEFAULT_EF_CONSTRUCTION = 200
 DEFAULT_EF = 100
 ORDERS = ("input", "random")
-# A filter passing this few rows (or this small a share) is searched exactly: brute force over
-# them is cheap, and a graph walk restricted to so few nodes loses recall.
-EXACT_FILTER_ROWS = 4096
-EXACT_FILTER_SHARE = 0.05
 # Provenance keys that define the vector space; a query must agree with the index on each.
 SPACE_KEYS = ("model", "dim", "layer", "pooling", "truncate_dim", "pca_sha256")
 # Records added to an index must also have been embedded the same way as the first ones.
@@ -352,7 +348,8 @@ class VectorIndex:
 
     def check_query(self, provenance: dict) -> None:
         """Refuse a query from another vector space or quantized another way (one line)."""
-        problem = _differs(self.provenance, provenance, SPACE_KEYS)
+        # Vectors of unknown provenance (an .npy without sidecar) can only be checked for dtype and width.
+        problem = _differs(self.provenance, provenance, SPACE_KEYS) if provenance.get("model") is not None else None
         if problem is None:
             problem = self.backend.query_dtype_problem(dtype_of(provenance), provenance.get("calibration_sha256"))
         if problem:
@@ -372,8 +369,7 @@ class VectorIndex:
     ) -> SearchResult:
         """The k best hits per query row. `provenance` describes the queries (float32 when absent)."""
         provenance = provenance or {"dtype": "float32"}
-        if provenance.get("model") is not None:
-            self.check_query(provenance)
+        self.check_query(provenance)
         queries = self._check_matrix(queries, dtype_of(provenance))
         if k < 1:
             raise UsageError("-k must be at least 1")
@@ -383,7 +379,7 @@ class VectorIndex:
         if k == 0 or len(queries) == 0:
             return SearchResult([[] for _ in range(len(queries))])
         ef, notices = _effective_ef(ef, k)
-        search = SearchRequest(k, ef, allowed, exact or self._filter_is_narrow(allowed), rescore)
+        search = SearchRequest(k, ef, allowed, exact, rescore)
         labels, scores = self.backend.search(queries, dtype_of(provenance), search, self.meta)
         return SearchResult(self._hits(labels, scores, min_score), notices)
 
@@ -396,11 +392,6 @@ class VectorIndex:
                 str(self.root),
             )
         return queries
-
-    def _filter_is_narrow(self, allowed: np.ndarray | None) -> bool:
-        if allowed is None:
-            return False
-        return len(allowed) <= max(EXACT_FILTER_ROWS, EXACT_FILTER_SHARE * self.count)
 
     def _hits(self, labels: np.ndarray, scores: np.ndarray, min_score: float | None) -> list[list[Hit]]:
         keep = labels >= 0

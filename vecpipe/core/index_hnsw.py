@@ -15,6 +15,10 @@ from vecpipe.core.scoring import exact_float_search, is_float, scores_from_dista
 GRAPH_FILE = "graph.bin"
 METRICS = ("cosine", "ip", "l2")
 _MIN_CAPACITY = 1024
+# A filter passing this few rows (or this small a share) is searched exactly: brute force over
+# them is cheap, and a graph walk restricted to so few nodes loses recall.
+EXACT_FILTER_ROWS = 4096
+EXACT_FILTER_SHARE = 0.05
 
 
 class HnswGraph:
@@ -77,7 +81,7 @@ class HnswGraph:
         if request.rescore:
             raise UsageError("--rescore applies to quantized indexes (index build --quantize int8|binary --keep-float)")
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        if not request.exact:
+        if not (request.exact or self._filter_is_narrow(request.allowed)):
             self.index.set_ef(request.ef)
             allowed = None if request.allowed is None else set(request.allowed.tolist())
             try:
@@ -86,6 +90,11 @@ class HnswGraph:
                 pass  # the walk found fewer than k rows that pass: the exact search below returns what exists
         labels, vectors = self._candidates(request.allowed, meta)
         return exact_float_search(self.metric, queries, vectors, labels, request.k)
+
+    def _filter_is_narrow(self, allowed: np.ndarray | None) -> bool:
+        if allowed is None:
+            return False
+        return len(allowed) <= max(EXACT_FILTER_ROWS, EXACT_FILTER_SHARE * self.index.get_current_count())
 
     def _candidates(self, allowed: np.ndarray | None, meta) -> tuple[np.ndarray, np.ndarray]:
         if allowed is not None:

@@ -44,15 +44,19 @@ def float_scores(metric: str, queries: np.ndarray, vectors: np.ndarray) -> np.nd
 
 
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Column positions and scores of the k best per row, best first; ties go to the lower position."""
+    """Column positions and scores of the k best per row, best first.
+
+    Ties go to the lower position, also at the k-th place (Hamming scores tie often), so a
+    search gives the same hits whether or not a filter narrowed the columns first."""
     k = min(k, scores.shape[1])
-    if k == 0:
-        return np.zeros((len(scores), 0), dtype=np.int64), np.zeros((len(scores), 0), dtype=scores.dtype)
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    part_scores = np.take_along_axis(scores, part, axis=1)
-    order = np.lexsort((part, -part_scores), axis=1)
-    positions = np.take_along_axis(part, order, axis=1)
-    return positions, np.take_along_axis(part_scores, order, axis=1)
+    positions = np.zeros((len(scores), k), dtype=np.int64)
+    for i, row in enumerate(scores):
+        if k == 0:
+            break
+        kth = np.partition(row, len(row) - k)[len(row) - k]
+        candidates = np.flatnonzero(row >= kth)  # ascending, with every tie at the k-th score
+        positions[i] = candidates[np.lexsort((candidates, -row[candidates]))[:k]]
+    return positions, np.take_along_axis(scores, positions, axis=1)
 
 
 def exact_float_search(metric: str, queries: np.ndarray, vectors: np.ndarray, labels: np.ndarray, k: int):
