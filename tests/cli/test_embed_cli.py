@@ -153,3 +153,22 @@ def test_embed_output_feeds_the_next_command(tiny):
 def test_help_lists_exit_codes():
     result = _vecpipe("--help", text=True)
     assert result.returncode == 0 and "Exit codes" in result.stdout and "embed" in result.stdout
+
+
+def test_sigint_leaves_whole_records_and_exits_130(tiny, tmp_path):
+    import signal
+    import time
+
+    src = tmp_path / "many.txt"
+    src.write_text("".join(f"line {i} with a few more words in it\n" for i in range(200_000)))
+    proc = subprocess.Popen([sys.executable, "-m", "vecpipe", "embed", "-m", tiny, "-q", str(src)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = proc.stdout.readline()  # wait until records are flowing
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stdout.read()  # not communicate(): it would skip what readline() buffered
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 130, err
+    lines = (first + rest).decode().splitlines()
+    assert 0 < len(lines) < 200_000
+    assert [json.loads(line)["id"] for line in lines] == list(range(len(lines)))
+    assert err.decode().strip() == "vecpipe embed: interrupted"

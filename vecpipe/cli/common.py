@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import signal
 import sys
 from typing import IO, Callable, Iterator
 
@@ -64,6 +65,42 @@ def handles_errors(fn: Callable) -> Callable:
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper
+
+
+class WholeRecordWrites:
+    """Ctrl-C stops at once, except in the middle of writing a batch of records.
+
+    A SIGINT that arrives while a batch is being written is held until the batch is out,
+    so a consumer of stdout never sees half a record; the command then exits with 130.
+    """
+
+    def __init__(self):
+        self._writing = False
+        self._pending = False
+        self._previous = None
+
+    def _handler(self, signum, frame):
+        if self._writing:
+            self._pending = True
+        else:
+            raise KeyboardInterrupt
+
+    def __enter__(self) -> "WholeRecordWrites":
+        self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        self._writing = True
+        try:
+            yield
+        finally:
+            self._writing = False
+        if self._pending:
+            raise KeyboardInterrupt
 
 
 def input_name(path: str) -> str:

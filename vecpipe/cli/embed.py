@@ -5,7 +5,7 @@ from typing import List, Optional
 
 import typer
 
-from vecpipe.cli.common import STDIN, handles_errors, input_name, make_progress, open_input, say
+from vecpipe.cli.common import STDIN, WholeRecordWrites, handles_errors, input_name, make_progress, open_input, say
 
 HELP = """Embed texts: plain lines or JSONL records in, vector records out.
 
@@ -105,16 +105,18 @@ def _pump(model, inputs, options, provenance, writer, field, join_title, input_f
     if progress:
         progress.start()
     try:
-        for path in inputs:
-            with open_input(path) as stream:
-                source = input_name(path)
-                records = read_texts(stream, source, field, join_title, input_format, skip_bad, read_stats)
-                for window in embed_records(model, records, options, source, stats):
-                    ids, fields, lines = output_rows(window)
-                    writer.write(VectorBatch(ids, fields, window.vectors, provenance, lines))
-                    if progress:
-                        secs = max(stats.seconds, 1e-9)
-                        progress.update(task, completed=stats.texts, rate=f"{stats.texts / secs:.0f} texts/s, {stats.tokens / secs:.0f} tokens/s")
+        with WholeRecordWrites() as interrupts:
+            for path in inputs:
+                with open_input(path) as stream:
+                    source = input_name(path)
+                    records = read_texts(stream, source, field, join_title, input_format, skip_bad, read_stats)
+                    for window in embed_records(model, records, options, source, stats):
+                        ids, fields, lines = output_rows(window)
+                        with interrupts.writing():
+                            writer.write(VectorBatch(ids, fields, window.vectors, provenance, lines))
+                        if progress:
+                            secs = max(stats.seconds, 1e-9)
+                            progress.update(task, completed=stats.texts, rate=f"{stats.texts / secs:.0f} texts/s, {stats.tokens / secs:.0f} tokens/s")
     finally:
         if progress:
             progress.stop()

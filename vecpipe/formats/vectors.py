@@ -78,6 +78,14 @@ class VectorBatch:
         return DataError(message, self.source, self.lines[row])
 
 
+def write_all(stream: IO[bytes], data: bytes) -> None:
+    """Write every byte: a buffered write to a pipe returns early when a signal interrupts it."""
+    view = memoryview(data)
+    while view:
+        written = stream.write(view)
+        view = view[written if written is not None else len(view) :]
+
+
 def stored_width(dtype: str, dim: int) -> int:
     return (dim + 7) // 8 if dtype in PACKED_DTYPES else dim
 
@@ -672,7 +680,7 @@ class VectorWriter:
         if self._npy is not None:
             self._npy.write(batch, provenance)
         else:
-            self._stream.write(b"".join(_jsonl_lines(batch, provenance, with_embedding=True)))
+            write_all(self._stream, b"".join(_jsonl_lines(batch, provenance, with_embedding=True)))
             self._stream.flush()
         self.rows += len(batch)
 
