@@ -70,7 +70,7 @@ class WriteReport:
     generation: str = ""
 
 
-@dataclass
+@dataclass(slots=True)  # built once per returned hit: slots make that cheaper
 class Hit:
     rank: int
     score: float
@@ -399,12 +399,9 @@ class VectorIndex:
             keep &= scores >= min_score
         stored = self.meta.fetch(labels[keep].ravel())  # only the rows that are returned
         hits = []
-        for row_labels, row_scores, row_keep in zip(labels, scores, keep):
-            row = []
-            for label, score in zip(row_labels[row_keep], row_scores[row_keep]):
-                record_id, fields = stored[int(label)]
-                row.append(Hit(len(row) + 1, float(score), record_id, fields))
-            hits.append(row)
+        for row_labels, row_scores, row_keep in zip(labels.tolist(), scores.tolist(), keep.tolist()):
+            kept = [(label, score) for label, score, ok in zip(row_labels, row_scores, row_keep) if ok]
+            hits.append([Hit(rank, score, *stored[label]) for rank, (label, score) in enumerate(kept, start=1)])
         return hits
 
 

@@ -83,10 +83,6 @@ class MetaStore:
     def count(self) -> int:
         return self._conn.execute("SELECT COUNT(*) FROM items").fetchone()[0]
 
-    def max_label(self) -> int:
-        value = self._conn.execute("SELECT MAX(label) FROM items").fetchone()[0]
-        return -1 if value is None else value
-
     def labels_for(self, keys: Sequence[str]) -> dict[str, int]:
         found = {}
         for chunk in _chunks(keys):

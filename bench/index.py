@@ -1,0 +1,241 @@
+"""Index benchmark (issue 3): vecpipe's index against raw hnswlib on ~50k real text embeddings.
+
+Texts: the machine's `apropos .` lines, the SciFact corpus, unique SICK-R sentences and the
+Banking77 train and test texts (deduplicated). Queries: the 300 SciFact queries and unique STS-B
+sentences, 1000 in all. Everything is embedded once with the default model and cached.
+
+Measured side by side in one run:
+- build time: `build_index` vs raw `hnswlib.Index.add_items` (and add_items + save_index);
+- batch query QPS and recall@10 (against exact brute force) at each ef: `VectorIndex.search`
+  (hits with their stored fields) vs raw `knn_query`;
+- insertion order input vs random: recall@10 at low ef;
+- the binary flat index vs float brute force (issue 4's speed target);
+- whole-process wall time of a one-off `vecpipe search DIR "text"`, p50 over 10 runs.
+
+    .venv/bin/python bench/index.py                    # prints a markdown report
+    .venv/bin/python bench/index.py --write bench/RESULTS.md
+    .venv/bin/python bench/index.py --limit 2000           # a quick check of the script itself
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO.parent / "shared" / "data"
+PROVENANCE_FILE = "provenance.json"
+K = 10
+EF_SWEEP = (10, 20, 40, 80, 100, 160, 320)
+SECTION = ("<!-- bench/index.py: begin -->", "<!-- bench/index.py: end -->")
+
+
+def jsonl(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
+
+
+def unique(texts) -> list[str]:
+    return list(dict.fromkeys(t.strip() for t in texts if t and t.strip()))
+
+
+def corpus_texts() -> list[str]:
+    apropos = subprocess.run(["apropos", "."], capture_output=True, text=True).stdout.splitlines()
+    scifact = [(d.get("title", "") + " " + d["text"]).strip() for d in jsonl(DATA / "scifact" / "corpus.jsonl")]
+    sick = [s for r in jsonl(DATA / "sickr" / "test.jsonl") for s in (r["sentence1"], r["sentence2"])]
+    banking = [r["text"] for split in ("train", "test") for r in jsonl(DATA / "banking77" / f"{split}.jsonl")]
+    return unique(apropos + scifact + sick + banking)
+
+
+def query_texts(corpus: set[str], count: int) -> list[str]:
+    scifact = [q["text"] for q in jsonl(DATA / "scifact" / "queries.jsonl")]
+    sts = [s for r in jsonl(DATA / "stsb" / "test.jsonl") for s in (r["sentence1"], r["sentence2"])]
+    return [t for t in unique(scifact + sts) if t not in corpus][:count]
+
+
+def embedded(cache: Path, limit: int | None) -> tuple[np.ndarray, list[str], np.ndarray, dict]:
+    """Corpus vectors, corpus texts, query vectors and provenance, embedded once and cached."""
+    cache = cache / (f"first-{limit}" if limit else "all")
+    files = [cache / name for name in ("corpus.npy", "corpus.json", "queries.npy", PROVENANCE_FILE)]
+    if not all(f.exists() for f in files):
+        from vecpipe.core.models import load_model
+
+        model = load_model()
+        texts = corpus_texts()[:limit]
+        cache.mkdir(parents=True, exist_ok=True)
+        started = time.perf_counter()
+        np.save(files[0], model.embed(texts))
+        print(f"embedded {len(texts)} texts in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+        files[1].write_text(json.dumps(texts))
+        np.save(files[2], model.embed(query_texts(set(texts), limit or 1000), prompt=model.query_prompt()))
+        files[3].write_text(json.dumps(model.provenance(None)))
+    return np.load(files[0]), json.loads(files[1].read_text()), np.load(files[2]), json.loads(files[3].read_text())
+
+
+def batches(matrix: np.ndarray, texts: list[str], provenance: dict, size: int = 4096):
+    from vecpipe.formats.vectors import VectorBatch
+
+    for start in range(0, len(matrix), size):
+        stop = min(start + size, len(matrix))
+        ids = list(range(start, stop))
+        yield VectorBatch(ids, [{"text": texts[i]} for i in ids], matrix[start:stop], provenance, [i + 1 for i in ids])
+
+
+def timed(fn, repeat: int = 1) -> tuple[float, object]:
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        started = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - started)
+    return best, result
+
+
+def recall(found: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found, truth)]))
+
+
+def exact_top(corpus: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    scores = queries @ corpus.T
+    return np.argsort(-scores, axis=1)[:, :K]
+
+
+def bench_build(corpus, texts, provenance, work: Path) -> tuple[list[str], object]:
+    import hnswlib
+
+    from vecpipe.core.index import build_index
+
+    def raw():
+        index = hnswlib.Index(space="cosine", dim=corpus.shape[1])
+        index.init_index(max_elements=len(corpus), M=16, ef_construction=200, random_seed=0)
+        index.add_items(corpus, np.arange(len(corpus)))
+        return index
+
+    raw_s, raw_index = timed(raw)
+    save_s, _ = timed(lambda: raw_index.save_index(str(work / "raw.bin")))
+    ours_s, _ = timed(lambda: build_index(work / "idx", batches(corpus, texts, provenance)))
+    rows = [
+        "| build | seconds | vs raw add_items |",
+        "|---|---|---|",
+        f"| raw hnswlib add_items | {raw_s:.2f} | 1.00 |",
+        f"| raw add_items + save_index | {raw_s + save_s:.2f} | {raw_s / (raw_s + save_s):.2f} |",
+        f"| vecpipe build_index (metadata, save, fsync) | {ours_s:.2f} | {raw_s / ours_s:.2f} |",
+    ]
+    return rows, raw_index
+
+
+def bench_queries(raw_index, path: Path, queries, truth) -> list[str]:
+    from vecpipe.core.index import VectorIndex
+
+    rows = ["| ef | raw QPS | raw recall@10 | vecpipe QPS | vecpipe recall@10 | ratio |", "|---|---|---|---|---|---|"]
+    with VectorIndex.open(path) as index:
+        for ef in EF_SWEEP:
+            raw_index.set_ef(ef)
+            raw_s, (labels, _) = timed(lambda: raw_index.knn_query(queries, k=K), repeat=3)
+            ours_s, result = timed(lambda: index.search(queries, k=K, ef=ef), repeat=3)
+            ours = np.array([[hit.id for hit in row] for row in result.hits])
+            rows.append(
+                f"| {ef} | {len(queries) / raw_s:.0f} | {recall(labels, truth):.4f} | {len(queries) / ours_s:.0f} "
+                f"| {recall(ours, truth):.4f} | {raw_s / ours_s:.2f} |"
+            )
+    return rows
+
+
+def bench_order(corpus, texts, provenance, queries, truth, work: Path) -> list[str]:
+    from vecpipe.core.index import VectorIndex, WriteOptions, build_index
+
+    rows = ["| order | " + " | ".join(f"recall@10 ef={ef}" for ef in EF_SWEEP[:4]) + " |", "|---" * 5 + "|"]
+    for order in ("input", "random"):
+        path = work / f"order-{order}"
+        build_index(path, batches(corpus, texts, provenance), write=WriteOptions(order=order, seed=0))
+        with VectorIndex.open(path) as index:
+            found = [np.array([[h.id for h in row] for row in index.search(queries, k=K, ef=ef).hits]) for ef in EF_SWEEP[:4]]
+        rows.append(f"| {order} | " + " | ".join(f"{recall(f, truth):.4f}" for f in found) + " |")
+    return rows
+
+
+def bench_binary(corpus, texts, provenance, queries, work: Path) -> list[str]:
+    from vecpipe.core.index import BuildOptions, VectorIndex, build_index
+
+    path = work / "binary"
+    build_index(path, batches(corpus, texts, provenance), BuildOptions(quantize="binary", keep_float=True))
+    rows = ["| search (one query at a time) | ms per query | speed-up |", "|---|---|---|"]
+    with VectorIndex.open(path) as index:
+        single = queries[:200]
+        float_s, _ = timed(lambda: [index.search(q[None], k=K, exact=True) for q in single])
+        binary_s, _ = timed(lambda: [index.search(q[None], k=K) for q in single])
+        rescore_s, _ = timed(lambda: [index.search(q[None], k=K, rescore=4) for q in single])
+    for name, seconds in (("float brute force (--exact)", float_s), ("binary Hamming", binary_s), ("binary + rescore 4", rescore_s)):
+        rows.append(f"| {name} | {seconds / len(single) * 1e3:.2f} | {float_s / seconds:.1f}x |")
+    return rows
+
+
+def bench_one_off(path: Path, runs: int = 10) -> list[str]:
+    command = [str(REPO / ".venv" / "bin" / "vecpipe"), "search", str(path), "how do I copy files to another machine", "-k", "5"]
+    subprocess.run(command, capture_output=True, check=True)  # converts the model on a first run
+    walls = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run(command, capture_output=True, check=True)
+        walls.append(time.perf_counter() - started)
+    return [f"One-off `vecpipe search DIR \"text\" -k 5`, stdout piped: p50 {statistics.median(walls):.3f} s, "
+            f"min {min(walls):.3f} s, max {max(walls):.3f} s over {runs} runs."]
+
+
+def report(cache: Path, limit: int | None) -> str:
+    corpus, texts, queries, provenance = embedded(cache, limit)
+    truth = exact_top(corpus, queries)
+    with tempfile.TemporaryDirectory(prefix="vecpipe-bench-") as tmp:
+        work = Path(tmp)
+        build_rows, raw_index = bench_build(corpus, texts, provenance, work)
+        parts = [
+            "## Index (bench/index.py)",
+            f"{len(corpus)} vectors ({corpus.shape[1]} dims, {provenance['model']}), {len(queries)} queries, "
+            f"k={K}, M=16, ef_construction=200, {os.cpu_count()} cores.",
+            "\n".join(build_rows),
+            "Batch queries (all queries in one call), recall against exact brute force:",
+            "\n".join(bench_queries(raw_index, work / "idx", queries, truth)),
+            "Insertion order:",
+            "\n".join(bench_order(corpus, texts, provenance, queries, truth, work)),
+            "Binary flat index:",
+            "\n".join(bench_binary(corpus, texts, provenance, queries, work)),
+            "\n".join(bench_one_off(work / "idx")),
+        ]
+    return "\n\n".join(parts) + "\n"
+
+
+def write_section(path: Path, text: str) -> None:
+    """Replace this benchmark's section of `path`, keeping what other benchmarks wrote."""
+    from vecpipe.core.atomic import write_bytes_atomic
+
+    old = path.read_text() if path.exists() else "# Benchmark results\n"
+    block = f"{SECTION[0]}\n{text}{SECTION[1]}\n"
+    if SECTION[0] in old:
+        before, rest = old.split(SECTION[0], 1)
+        new = before + block + rest.split(SECTION[1], 1)[1].lstrip("\n")
+    else:
+        new = old.rstrip("\n") + "\n\n" + block
+    write_bytes_atomic(path, new.encode())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "vecpipe-bench" / "index")
+    parser.add_argument("--write", type=Path, help="Also put the report in this markdown file (its own section).")
+    parser.add_argument("--limit", type=int, help="Only the first N texts and queries (a quick check of the script).")
+    args = parser.parse_args()
+    text = report(args.cache, args.limit)
+    print(text)
+    if args.write:
+        write_section(args.write, text)
+
+
+if __name__ == "__main__":
+    main()
