@@ -611,7 +611,7 @@ class VectorInputs:
         self.paths = paths or ["-"]
         self.stdin = stdin or StdinSource()
         self.batch_size = batch_size
-        self.note = note
+        self.note = _once_each(note)  # a command that reads the inputs twice says things once
 
     def __iter__(self) -> Iterator[VectorBatch]:
         first: VectorBatch | None = None
@@ -625,6 +625,17 @@ class VectorInputs:
                     raise _mismatch(first, batch)
                 position += len(batch)
                 yield batch
+
+
+def _once_each(note: Note) -> Note:
+    said: set[str] = set()
+
+    def say_once(message: str) -> None:
+        if message not in said:
+            said.add(message)
+            note(message)
+
+    return say_once
 
 
 def _mismatch(first: VectorBatch, batch: VectorBatch) -> DataError:
