@@ -80,19 +80,11 @@ def embed(
 
 
 def _stream(model, inputs, options, provenance, out_format, output, field, join_title, input_format, skip_bad, stats, read_stats, quiet) -> None:
-    import contextlib
-
     from vecpipe.cli.common import binary_stdout
-    from vecpipe.core.atomic import atomic_file
-    from vecpipe.formats.vectors import VectorWriter
+    from vecpipe.formats.vectors import open_vector_output
 
-    with contextlib.ExitStack() as stack:
-        if out_format == "npy":
-            writer = VectorWriter(None, fmt="npy", npy_path=output)
-        else:
-            writer = VectorWriter(stack.enter_context(atomic_file(output)) if output else binary_stdout())
+    with open_vector_output(out_format, output, binary_stdout()) as writer:
         _pump(model, inputs, options, provenance, writer, field, join_title, input_format, skip_bad, stats, read_stats, quiet)
-        writer.close()
 
 
 def _pump(model, inputs, options, provenance, writer, field, join_title, input_format, skip_bad, stats, read_stats, quiet) -> None:

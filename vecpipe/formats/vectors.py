@@ -768,11 +768,6 @@ class _NpyOutput:
             # Unwinding with an exception makes each atomic_file delete its temp file.
             self._stack.__exit__(RuntimeError, RuntimeError("discarded"), None)
 
-    def __del__(self) -> None:
-        # A writer dropped without close() or abort() (an exception in the caller) leaves no temp files.
-        with contextlib.suppress(Exception):
-            self.discard()
-
 
 def _npy_header(dtype: np.dtype, rows: int, width: int) -> bytes:
     """A version 1.0 .npy header padded to a fixed size, so it can be rewritten in place."""
