@@ -97,6 +97,16 @@ def test_npy_queries_on_stdin(index, tmp_path):
     assert [(h["query_id"], h["id"]) for h in hits(result.stdout)] == [(0, "d4"), (1, "d5")]
 
 
+def test_query_files_npy_with_sidecar_and_errors_citing_the_file(index, tmp_path):
+    with VectorWriter(None, "npy", npy_path=str(tmp_path / "q.npy")) as writer:
+        writer.write(VectorBatch(["qa", "qb"], [{}, {}], DOCS[7:9], PROVENANCE, [1, 2]))
+    result = run(["search", str(index), "-k", "1", "-i", str(tmp_path / "q.npy")])
+    assert [(h["query_id"], h["id"]) for h in hits(result.stdout)] == [("qa", "d7"), ("qb", "d8")]
+    (tmp_path / "bad.jsonl").write_bytes(queries(DOCS[:1]) + b'{"id": "x", "embedding": [1]}\n')
+    result = run(["search", str(index), "-i", str(tmp_path / "bad.jsonl")])
+    assert result.exit_code == 3 and f"{tmp_path / 'bad.jsonl'}:2:" in result.stderr
+
+
 def test_integer_npy_queries_are_refused_by_a_float_index(index):
     buffer = io.BytesIO()
     np.save(buffer, np.ones((1, DIM), np.int8))

@@ -137,15 +137,16 @@ def _query_batches(query: str | None, input_path: str, field: str, batch_size: i
         source = input_name(input_path)
         head, replayed = _first_line(stream)
         if _is_vector_input(head):
-            yield from _vector_queries(replayed, batch_size)
+            # A named file is read by name: errors cite it, and an .npy finds its sidecar.
+            yield from _vector_queries(input_path, replayed if input_path == STDIN else None, batch_size)
         else:
             yield from _text_queries(replayed, source, field, batch_size, embedder)
 
 
-def _vector_queries(stream: IO[bytes], batch_size: int):
+def _vector_queries(path: str, stream: IO[bytes] | None, batch_size: int):
     from vecpipe.formats.vectors import read_vectors
 
-    for batch in read_vectors(STDIN, stream, batch_size, note=say):
+    for batch in read_vectors(path, stream, batch_size, note=say):
         yield batch.ids, batch.matrix, {**batch.provenance, "dtype": batch.dtype}  # an .npy without sidecar says it by its matrix
 
 
