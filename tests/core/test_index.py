@@ -2,6 +2,7 @@
 refusals, the writer lock and crash safety under a real kill -9."""
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -13,7 +14,7 @@ import numpy as np
 import orjson
 import pytest
 
-from vecpipe.core.errors import DataError, IndexStoreError, UsageError
+from vecpipe.core.errors import DataError, IndexStoreError, StorageError, UsageError
 from vecpipe.core.index import BuildOptions, VectorIndex, WriteOptions, add_to_index, build_index, delete_from_index, index_info
 from vecpipe.core.index_store import CURRENT, FORMAT_VERSION, MANIFEST, current_generation
 from vecpipe.core.quantize import Calibration, quantize_batch
@@ -249,6 +250,21 @@ def test_old_generations_are_pruned_and_an_open_index_keeps_its_view(corpus, tmp
     assert sorted(p.name for p in path.iterdir()) == [CURRENT, "g000003", "g000004"]
     assert len(reader.search(corpus[:1], k=1000).hits[0]) == 100  # g000001 is gone but still open
     reader.close()
+
+
+def test_a_full_disk_is_a_storage_error_and_publishes_nothing(corpus, tmp_path, monkeypatch):
+    build_index(tmp_path / "idx", batches(corpus[:10]))
+
+    def disk_full(self, path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("vecpipe.core.index_hnsw.HnswGraph.save", disk_full)
+    with pytest.raises(StorageError, match="no space left"):
+        add_to_index(tmp_path / "idx", batches(corpus[10:20], first=10))
+    with pytest.raises(StorageError):
+        build_index(tmp_path / "new", batches(corpus[:10]))
+    assert index_info(tmp_path / "idx")["count"] == 10 and not (tmp_path / "new").exists()
+    assert sorted(p.name for p in (tmp_path / "idx").iterdir()) == [CURRENT, "g000001"]
 
 
 def test_records_of_another_model_cannot_be_added(corpus, tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vecpipe.core.errors import IndexStoreError, UsageError
+from vecpipe.core.errors import IndexStoreError, StorageError, UsageError
 from vecpipe.core.scoring import exact_float_search, is_float, scores_from_distances
 
 GRAPH_FILE = "graph.bin"
@@ -68,7 +68,10 @@ class HnswGraph:
             self.index.mark_deleted(int(label))
 
     def save(self, generation: Path) -> dict:
-        self.index.save_index(str(generation / GRAPH_FILE))
+        path = generation / GRAPH_FILE
+        self.index.save_index(str(path))
+        if path.stat().st_size != self.index.index_file_size():  # hnswlib does not check its writes
+            raise StorageError("the graph file was cut short (is the disk full?)", str(path))
         return {"slots": self.index.element_count}  # live rows plus deleted ones awaiting reuse
 
     def query_width(self, dtype: str) -> int:

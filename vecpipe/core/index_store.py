@@ -186,6 +186,9 @@ def writing(root: Path) -> Iterator[StagedGeneration]:
         try:
             yield staged
             staged.publish()
+        except OSError as exc:  # disk full, permissions: exit 6, not a traceback
+            staged.discard()
+            raise storage_error(exc, root) from exc
         except BaseException:
             staged.discard()
             raise
