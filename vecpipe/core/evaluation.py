@@ -135,6 +135,7 @@ class Embedder:
         prefix = self.model.prompt_prefix(prompt)
         provenance = self.model.provenance(prompt)
         if not self.use_cache:
+            self.embedded += len(texts)
             return Vectors(ids, self._embed(texts, prefix), provenance, source)
         cache = EmbeddingCache(cache_key(self.model, prefix, self.model.max_tokens, self.model.normalize))
         matrix = cache.embed(texts, lambda missing: self._embed(missing, prefix))
@@ -152,8 +153,6 @@ class Embedder:
             parts.append(window.vectors)
             if self.progress:
                 self.progress(len(window.records))
-        if not self.use_cache:
-            self.embedded += len(texts)
         return np.concatenate(parts).astype(np.float32, copy=False)
 
 
@@ -417,9 +416,10 @@ def sts_scores(first: np.ndarray, second: np.ndarray, gold: np.ndarray) -> dict[
 
 
 def evaluate_sts(embedder: Embedder, pairs: StsPairs) -> dict[str, float]:
-    """Embed both sides (each distinct sentence once) and score them."""
-    sentences = pairs.first + pairs.second
-    source = pairs.inputs["pairs"]["path"]
-    matrix = embedder.vectors(list(range(len(sentences))), sentences, None, source).matrix
-    count = len(pairs.first)
-    return sts_scores(matrix[:count], matrix[count:], pairs.gold)
+    """Embed each distinct sentence once (STS sets repeat many) and score the pairs."""
+    sentences = list(dict.fromkeys(pairs.first + pairs.second))
+    row_of = {sentence: row for row, sentence in enumerate(sentences)}
+    matrix = embedder.vectors([str(row) for row in range(len(sentences))], sentences, None, pairs.inputs["pairs"]["path"]).matrix
+    first = matrix[[row_of[sentence] for sentence in pairs.first]]
+    second = matrix[[row_of[sentence] for sentence in pairs.second]]
+    return sts_scores(first, second, pairs.gold)
