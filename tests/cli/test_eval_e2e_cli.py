@@ -264,6 +264,22 @@ def test_ann_on_a_flat_index_sweeps_rescoring(beir, tiny_model_dir, tmp_path):
     assert points[-1]["recall"] == 1.0  # 5 x 6 candidates: the whole corpus is rescored
 
 
+def test_ann_takes_vector_records_as_queries_without_loading_a_model(beir, tiny_model_dir, tmp_path):
+    from vecpipe.formats.vectors import VectorWriter
+
+    index = build_tiny_index(tiny_model_dir, beir, tmp_path / "docs.idx")
+    model = Model(tiny_model_dir)
+    query_file = tmp_path / "queries.vec.jsonl"
+    with open(query_file, "wb") as out:
+        matrix = model.embed(TOPICS, prompt="query")
+        VectorWriter(out).write(VectorBatch(list(range(6)), [{} for _ in TOPICS], matrix, model.provenance("query"), list(range(1, 7))))
+    # No -m: text queries would need the model "tiny-bert", which no registry knows.
+    result = invoke("ann", str(index), "--queries", str(query_file), "-k", "3", "--ef", "30", "--repeat", "1", "-q")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert out["queries"] == 6 and out["points"][0]["recall"] == 1.0
+
+
 def test_ann_refuses_what_it_cannot_measure(beir, tiny_model_dir, tmp_path):
     flat = build_tiny_index(tiny_model_dir, beir, tmp_path / "codes.idx", quantize="binary")
     queries = str(beir / "queries.jsonl")
