@@ -5,7 +5,8 @@ pay: binary codes are scored by Hamming distance (`np.bitwise_count` over 64-bit
 cache-sized blocks), int8/uint8 codes by integer dot products. Files in a generation:
 
     vectors.npy       (n, dim) int8/uint8 codes, or (n, ceil(dim/8)) packed bits, row = label
-    float.npy         (n, dim) float32, with --keep-float: for `--rescore` and `--exact`
+    float.npy         (n, dim) float32, L2-normalized, with --keep-float: for `--rescore` and
+                      `--exact`, which score cosine as a plain dot product
     calibration.npz   int8/uint8 ranges, when known: float queries are quantized with them
 
 Float records are quantized with vecpipe.core.quantize, the code `vecpipe quantize` runs, so an
@@ -19,9 +20,9 @@ from typing import Iterable
 
 import numpy as np
 
-from vecpipe.core.errors import UsageError
+from vecpipe.core.errors import IndexStoreError, UsageError
 from vecpipe.core.quantize import SCALAR_PRECISIONS, Calibration, quantize
-from vecpipe.core.scoring import dtype_of, exact_float_search, float_scores, is_float, top_k
+from vecpipe.core.scoring import dtype_of, exact_float_search, float_scores, is_float, normalize_rows, top_k
 from vecpipe.formats.vectors import PACKED_DTYPES, stored_width
 
 VECTORS_FILE = "vectors.npy"
@@ -34,7 +35,10 @@ _QUERY_CHUNK = 16  # queries scored together against each block
 
 
 def _load_matrix(path: Path) -> np.ndarray:
-    return np.load(path, mmap_mode="r", allow_pickle=False)
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, EOFError) as exc:  # cut short or overwritten; a missing file goes on to the reader's retry
+        raise IndexStoreError(f"matrix file is unreadable ({exc})", str(path)) from None
 
 
 def _write_rows(path: Path, parts: Iterable[np.ndarray], rows: int, dtype, width: int) -> None:
@@ -127,7 +131,8 @@ class FlatIndex:
         width = stored_width(self.dtype, self.dim)
         _write_rows(generation / VECTORS_FILE, self._kept(self.codes, keep) + [new_codes], rows, new_codes.dtype, width)
         if self.keep_float:
-            _write_rows(generation / FLOAT_FILE, self._kept(self.floats, keep) + [new], rows, np.float32, self.dim)
+            parts = self._kept(self.floats, keep) + [normalize_rows(new)]
+            _write_rows(generation / FLOAT_FILE, parts, rows, np.float32, self.dim)
         fields = {"flat": {"from_float": self.from_float, "keep_float": self.keep_float}}
         if self.calibration is not None:
             (generation / CALIBRATION_FILE).write_bytes(self.calibration.file_bytes)
@@ -196,7 +201,7 @@ class FlatIndex:
     def _float_search(self, queries: np.ndarray, rows, k: int):
         labels = np.arange(len(self.floats)) if rows is None else rows
         vectors = self.floats if rows is None else self.floats[rows]
-        return exact_float_search(RESCORE_METRIC, queries, vectors, labels, k)
+        return exact_float_search("ip", normalize_rows(queries), vectors, labels, k)  # stored rows are unit length
 
     def _code_search(self, codes: np.ndarray, rows, k: int) -> tuple[np.ndarray, np.ndarray]:
         scorer = self._scorer(None) if rows is None else self._scorer(self.codes[rows])
@@ -219,11 +224,12 @@ class FlatIndex:
 
     def _rescore(self, queries: np.ndarray, candidates: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Re-rank each query's candidates by cosine against the stored floats (read for them only)."""
+        queries = normalize_rows(queries)  # stored rows are unit length: cosine is their dot product
         labels = np.full((len(queries), k), -1, dtype=np.int64)
         scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
         for i, (query, rows) in enumerate(zip(queries, candidates)):
             rows = np.sort(rows)  # sorted reads from the memory map
-            positions, best = top_k(float_scores(RESCORE_METRIC, query[None, :], self.floats[rows]), k)
+            positions, best = top_k(float_scores("ip", query[None, :], self.floats[rows]), k)
             labels[i, : positions.shape[1]] = rows[positions[0]]
             scores[i, : positions.shape[1]] = best[0]
         return labels, scores

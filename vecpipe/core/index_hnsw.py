@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from vecpipe.core.errors import IndexStoreError, StorageError, UsageError
-from vecpipe.core.scoring import exact_float_search, is_float, scores_from_distances
+from vecpipe.core.scoring import exact_float_search, is_float, normalize_rows, scores_from_distances
 
 GRAPH_FILE = "graph.bin"
 METRICS = ("cosine", "ip", "l2")
@@ -92,6 +92,8 @@ class HnswGraph:
             except RuntimeError:
                 pass  # the walk found fewer than k rows that pass: the exact search below returns what exists
         labels, vectors = self._candidates(request.allowed, meta)
+        if self.metric == "cosine":  # hnswlib keeps cosine vectors normalized: a dot product suffices
+            return exact_float_search("ip", normalize_rows(queries), vectors, labels, request.k)
         return exact_float_search(self.metric, queries, vectors, labels, request.k)
 
     def _filter_is_narrow(self, allowed: np.ndarray | None) -> bool:
