@@ -89,9 +89,12 @@ def tokenize_window(model, records: list[TextRecord], options: EmbedOptions, max
     budget = max_tokens - len(head) - len(tail)
     prefix_len = len(options.prefix)
     texts = [options.prefix + r.text for r in records]
+    cap = prefix_len + max_tokens * CHARS_PER_TOKEN_CAP
+    heads: set[int] = set()
     if options.on_long == "truncate":
-        cap = prefix_len + max_tokens * CHARS_PER_TOKEN_CAP
         texts = [t[:cap] for t in texts]
+    elif options.on_long == "error":
+        heads = _judge_huge_texts_by_head(model, texts, cap, budget)
     encodings = model.tokenizer.encode_batch(texts, add_special_tokens=False)
     pieces: list[Piece] = []
     for i, enc in enumerate(encodings):
@@ -103,10 +106,27 @@ def tokenize_window(model, records: list[TextRecord], options: EmbedOptions, max
             pieces.append(Piece(i, head + ids + tail))
             continue
         if options.on_long == "error":
-            raise DataError(f"text has {len(ids) + len(head) + len(tail)} tokens, more than --max-tokens {max_tokens}", source, records[i].line)
+            count = f"{'over ' if i in heads else ''}{len(ids) + len(head) + len(tail)}"
+            raise DataError(f"text has {count} tokens, more than --max-tokens {max_tokens}", source, records[i].line)
         stats.truncated += 1
         pieces.append(Piece(i, head + ids[:budget] + tail))
     return Window(records, pieces)
+
+
+def _judge_huge_texts_by_head(model, texts: list[str], cap: int, budget: int) -> set[int]:
+    """For --on-long error: replace each text longer than `cap` characters by its head when the
+    head alone is over `budget` tokens; returns their positions.
+
+    Cut at a space, a head's tokens are the first tokens of the whole text, so the text is too
+    long too, and a 100 MB line is refused without tokenizing all of it (minutes, gigabytes).
+    """
+    heads = set()
+    for i, text in enumerate(texts):
+        cut = text.rfind(" ", 0, cap) if len(text) > cap else -1
+        if cut > 0 and len(model.tokenizer.encode(text[:cut], add_special_tokens=False).ids) > budget:
+            texts[i] = text[:cut]
+            heads.add(i)
+    return heads
 
 
 def _chunks(record: int, enc, head: list[int], tail: list[int], budget: int, options: EmbedOptions, prefix_len: int) -> list[Piece]:

@@ -133,9 +133,23 @@ class _GraphBuilder:
 def _weights(path: Path) -> dict[str, np.ndarray]:
     from safetensors.numpy import load_file
 
-    raw = load_file(str(path / "model.safetensors"))
+    try:
+        raw = load_file(str(path / "model.safetensors"))
+    except Exception as exc:  # safetensors raises its own untyped errors for cut or garbled files
+        raise ModelError(f"model.safetensors is unreadable ({str(exc).splitlines()[0]})", str(path)) from None
     # Some checkpoints prefix every name with "bert."; others do not.
-    return {k.removeprefix("bert."): v.astype(np.float32) if v.dtype != np.int64 else v for k, v in raw.items()}
+    return _Weights({k.removeprefix("bert."): v.astype(np.float32) if v.dtype != np.int64 else v for k, v in raw.items()}, path)
+
+
+class _Weights(dict):
+    """Tensors by name; one the checkpoint lacks is a ModelError naming it, not a KeyError traceback."""
+
+    def __init__(self, tensors: dict, path: Path):
+        super().__init__(tensors)
+        self.path = path
+
+    def __missing__(self, name: str):
+        raise ModelError(f"model.safetensors has no tensor {name!r}", str(self.path))
 
 
 def _linear(g: _GraphBuilder, x: str, w: dict, prefix: str) -> str:

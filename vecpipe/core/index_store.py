@@ -20,6 +20,7 @@ import datetime
 import os
 import re
 import shutil
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -27,7 +28,7 @@ from typing import Iterator
 import orjson
 
 from vecpipe.core.atomic import DirLock, fsync_dir, make_temp_dir_beside, storage_error, write_bytes_atomic
-from vecpipe.core.errors import IndexStoreError
+from vecpipe.core.errors import IndexStoreError, StorageError, VecpipeError
 
 FORMAT_VERSION = 1
 CURRENT = "CURRENT"
@@ -161,6 +162,12 @@ def _remove_stale_temps(root: Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
         for path in root.glob(f".{CURRENT}.*.tmp"):
             path.unlink(missing_ok=True)
+    if is_index_dir(root):
+        # A writer killed between renaming its generation into place and switching CURRENT left
+        # a generation newer than the live one: no reader can see it, and it would block this
+        # writer's rename of the same number.
+        live = current_generation(root).name
+        prune_generations(root, keep={live, generation_name(int(_GENERATION.match(live).group(1)) - 1)})
 
 
 def stage_generation(root: Path) -> StagedGeneration:
@@ -189,9 +196,22 @@ def writing(root: Path) -> Iterator[StagedGeneration]:
         except OSError as exc:  # disk full, permissions: exit 6, not a traceback
             staged.discard()
             raise storage_error(exc, root) from exc
+        except sqlite3.DatabaseError as exc:
+            staged.discard()
+            raise _metadata_error(exc, root) from None
+        except StorageError as exc:  # named after the index: the staged file it names is gone
+            staged.discard()
+            raise StorageError(exc.message, str(root)) from None
         except BaseException:
             staged.discard()
             raise
+
+
+def _metadata_error(exc: sqlite3.DatabaseError, root: Path) -> VecpipeError:
+    """SQLite's failures as one line: a write the disk refused (exit 6), or a corrupt store (exit 5)."""
+    if isinstance(exc, sqlite3.OperationalError) and ("disk" in str(exc) or "full" in str(exc)):
+        return StorageError(f"the metadata store could not be written ({exc}; is the disk full?)", str(root))
+    return IndexStoreError(f"metadata store is unreadable ({exc})", str(root))
 
 
 def directory_bytes(directory: Path) -> int:

@@ -11,15 +11,17 @@ Resolution order:
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import json
 import os
 import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
-from vecpipe.core.atomic import make_temp_dir_beside
+from vecpipe.core.atomic import make_temp_dir_beside, storage_error
 from vecpipe.core.convert import MANIFEST, MANIFEST_VERSION, convert, is_checkpoint_dir
 from vecpipe.core.errors import ModelError
 from vecpipe.core.hashing import sha256_file
@@ -156,19 +158,44 @@ def _convert_into_cache(ckpt: Path, name: str, layers: int | None, source: dict,
     """
     target = cache_path(name)
     notify(f"converting {source.get('name', ckpt)} to ONNX into {target} (first use only)")
-    tmp = make_temp_dir_beside(target)
     try:
-        convert(ckpt, tmp, name, layers=layers, source=source)
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            if not (target / MANIFEST).exists():
-                raise
-    except OSError as exc:
-        raise ModelError(f"cannot write the model cache: {exc.strerror or exc}", str(target)) from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with _conversion_dir(target) as tmp:
+            convert(ckpt, tmp, name, layers=layers, source=source)
+            try:
+                os.rename(tmp, target)
+            except OSError:
+                if not (target / MANIFEST).exists():
+                    raise
+    except OSError as exc:  # a full disk or a read-only cache is a storage error (exit 6), as for any write
+        raise storage_error(exc, target) from None
     return target
+
+
+@contextlib.contextmanager
+def _conversion_dir(target: Path) -> Iterator[Path]:
+    """A temp dir beside `target` to convert into, removed afterwards.
+
+    Converting processes hold a shared flock on the cache directory. One that gets it
+    exclusively knows that no conversion is under way, so the temp dirs there were left by
+    killed ones (a model is 90 MB each time) and it removes them first.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            for abandoned in target.parent.glob(".*.tmp"):
+                shutil.rmtree(abandoned, ignore_errors=True)
+        except BlockingIOError:
+            pass  # another conversion is under way: its temp dir is not abandoned
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        tmp = make_temp_dir_beside(target)
+        try:
+            yield tmp
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    finally:
+        os.close(fd)  # drops the flock
 
 
 def _cached_or_convert(ckpt: Path, name: str, layers: int | None, source: dict, notify: Notify) -> Path:
@@ -219,10 +246,24 @@ def resolve(name: str | None = None, layers: int | None = None, notify: Notify =
     if cached is not None and (cached / MANIFEST).exists() and layers is None:
         verify_model_dir(cached)
         return cached
+    if path.is_dir():
+        raise ModelError(
+            "neither a vecpipe model directory (vecpipe.json, model.onnx, tokenizer.json) nor a "
+            "sentence-transformers checkpoint (config.json, model.safetensors, tokenizer.json): "
+            f"it lacks {', '.join(_lacking(path))}",
+            name,
+        )
     raise ModelError(
         f"unknown model {name!r}: not a model directory, a sentence-transformers checkpoint, "
         f"a cached name (see `vecpipe models list`) or a built-in ({', '.join(BUILTINS)})"
     )
+
+
+def _lacking(path: Path) -> list[str]:
+    """The files of the nearer of the two directory kinds that `path` does not have."""
+    model = [f for f in (MANIFEST, *MODEL_FILES) if not (path / f).exists()]
+    checkpoint = [f for f in ("config.json", "model.safetensors", "tokenizer.json") if not (path / f).exists()]
+    return min(model, checkpoint, key=len)
 
 
 def _variant(name: str, layers: int | None) -> str:

@@ -149,7 +149,7 @@ def check_dim(dim: int, batch: VectorBatch, option: str = "--dim") -> None:
     if dim < 1:
         raise UsageError(f"{option} must be at least 1, not {dim}")
     if dim > batch.matrix.shape[1]:
-        raise UsageError(f"{option} {dim} is larger than the vectors ({batch.matrix.shape[1]} dimensions)")
+        raise UsageError(f"{option} {dim} is larger than the vectors ({batch.matrix.shape[1]} dimensions)", batch.source, batch.lines[0])
 
 
 def truncate_batch(batch: VectorBatch, dim: int, renormalize: bool = True, pca: PCA | None = None) -> VectorBatch:

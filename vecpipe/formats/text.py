@@ -16,6 +16,9 @@ from vecpipe.core.errors import DataError
 
 BOM = b"\xef\xbb\xbf"
 ID_KEYS = ("id", "_id")
+# orjson reads JSON nested up to 1024 levels deep but writes only 254, so a record nested
+# deeper would be read and then fail to be written: refuse it when read, naming its line.
+MAX_NESTING = 254
 
 
 @dataclass
@@ -62,7 +65,22 @@ def parse_record(raw: bytes, source: str, line: int) -> dict:
         raise DataError(f"invalid JSON ({str(exc).split(':')[0]})", source, line) from None
     if not isinstance(value, dict):
         raise DataError(f"expected a JSON object, got {type(value).__name__}", source, line)
+    # A line cannot nest deeper than it has brackets, so the walk runs only on odd lines.
+    if raw.count(b"[") + raw.count(b"{") > MAX_NESTING and _nesting(value) > MAX_NESTING:
+        raise DataError(f"JSON nested more than {MAX_NESTING} levels deep", source, line)
     return value
+
+
+def _nesting(value) -> int:
+    """How many objects and arrays deep `value` goes (iteratively: no recursion limit)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is not None:
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def split_id(record: dict, position: int) -> tuple[object, dict]:

@@ -21,7 +21,7 @@ from typing import IO, Callable, Iterable, Iterator
 import numpy as np
 import orjson
 
-from vecpipe.core.atomic import atomic_file
+from vecpipe.core.atomic import atomic_file, storage_error
 from vecpipe.core.errors import DataError, UsageError
 from vecpipe.formats.text import BOM, ID_KEYS, parse_record
 
@@ -746,21 +746,32 @@ class _NpyOutput:
         self._open = True
 
     def write(self, batch: VectorBatch, provenance: dict) -> None:
-        if self._dtype is None:
-            self._dtype, self._width = batch.matrix.dtype, batch.matrix.shape[1]
-            self._matrix.write(_npy_header(self._dtype, 0, self._width))
-        self._matrix.write(np.ascontiguousarray(batch.matrix).tobytes())
-        self._sidecar.write(b"".join(_jsonl_lines(batch, provenance, with_embedding=False)))
+        with self._storage_errors():
+            if self._dtype is None:
+                self._dtype, self._width = batch.matrix.dtype, batch.matrix.shape[1]
+                self._matrix.write(_npy_header(self._dtype, 0, self._width))
+            self._matrix.write(np.ascontiguousarray(batch.matrix).tobytes())
+            self._sidecar.write(b"".join(_jsonl_lines(batch, provenance, with_embedding=False)))
         self._rows += len(batch)
 
     def commit(self) -> None:
         if self._dtype is None:  # nothing written: still leave a valid (empty) pair of files
             self._dtype = np.dtype(np.float32)
-        self._matrix.seek(0)
-        self._matrix.write(_npy_header(self._dtype, self._rows, self._width))
-        self._matrix.seek(0, os.SEEK_END)
+        with self._storage_errors():
+            self._matrix.seek(0)
+            self._matrix.write(_npy_header(self._dtype, self._rows, self._width))
+            self._matrix.seek(0, os.SEEK_END)
         self._open = False
         self._stack.close()
+
+    @contextlib.contextmanager
+    def _storage_errors(self) -> Iterator[None]:
+        # The temp files' own atomic_file blocks are not on the stack of these writes, so a full
+        # disk is turned into vecpipe's storage error (exit 6) here; abort() then removes them.
+        try:
+            yield
+        except OSError as exc:
+            raise storage_error(exc, self.path) from exc
 
     def discard(self) -> None:
         if self._open:
