@@ -1,0 +1,19 @@
+"""bench/RESULTS.md is shared: each benchmark owns the part between its own begin/end markers."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def write_section(path: Path, text: str, markers: tuple[str, str]) -> None:
+    """Replace the part of `path` between `markers` (or append it), keeping what others wrote."""
+    from vecpipe.core.atomic import write_bytes_atomic
+
+    begin, end = markers
+    old = path.read_text() if path.exists() else "# Benchmark results\n"
+    block = f"{begin}\n{text}{end}\n"
+    if begin in old:
+        before, rest = old.split(begin, 1)
+        new = before + block + rest.split(end, 1)[1].lstrip("\n")
+    else:
+        new = old.rstrip("\n") + "\n\n" + block
+    write_bytes_atomic(path, new.encode())
