@@ -169,10 +169,10 @@ def bench_binary(corpus, texts, provenance, queries, work: Path) -> list[str]:
     rows = ["| search (one query at a time) | ms per query | vs --exact |", "|---|---|---|"]
     with VectorIndex.open(path) as index:
         single = queries[:200]
-        numpy_s, _ = timed(lambda: [np.argpartition(-(corpus @ q), K)[:K] for q in single])
-        float_s, _ = timed(lambda: [index.search(q[None], k=K, exact=True) for q in single])
-        binary_s, _ = timed(lambda: [index.search(q[None], k=K) for q in single])
-        rescore_s, _ = timed(lambda: [index.search(q[None], k=K, rescore=4) for q in single])
+        numpy_s, _ = timed(lambda: [np.argpartition(-(corpus @ q), K)[:K] for q in single], repeat=3)
+        float_s, _ = timed(lambda: [index.search(q[None], k=K, exact=True) for q in single], repeat=3)
+        binary_s, _ = timed(lambda: [index.search(q[None], k=K) for q in single], repeat=3)
+        rescore_s, _ = timed(lambda: [index.search(q[None], k=K, rescore=4) for q in single], repeat=3)
     timings = (
         ("numpy float brute force (matmul + argpartition, no metadata)", numpy_s),
         ("vecpipe float brute force (--exact)", float_s),

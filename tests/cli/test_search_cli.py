@@ -60,6 +60,14 @@ def test_vector_queries_give_jsonl_hits_with_stored_fields(index):
     assert [h["rank"] for h in out[3:]] == [1, 2, 3] and out[3]["id"] == "d1"
 
 
+def test_stored_fields_named_like_hit_keys_do_not_clobber_them(tmp_path):
+    fields = [{"rank": "captain", "text": "t"}, {"tags": ["a"], "note": {"score": 3}}]
+    build_index(tmp_path / "idx", [VectorBatch(["a", "b"], fields, DOCS[:2], PROVENANCE, [1, 2])])
+    out = hits(run(["search", str(tmp_path / "idx"), "-k", "2"], queries(DOCS[:1])).stdout)
+    assert out[0] == {"query_id": "q0", "rank": 1, "id": "a", "score": out[0]["score"], "text": "t"}
+    assert out[1] == {"query_id": "q0", "rank": 2, "id": "b", "score": out[1]["score"], "tags": ["a"], "note": {"score": 3}}
+
+
 def test_trec_output(index):
     result = run(["search", str(index), "-k", "2", "--format", "trec", "--run-name", "mine"], queries(DOCS[:1]))
     lines = [line.split() for line in result.stdout.splitlines()]

@@ -204,12 +204,24 @@ def _sink(out_format: str, as_json: bool, run_name: str):
     return _TableSink()
 
 
-def hit_record(query_id, hit) -> dict:
-    """A JSONL hit; stored fields named like the hit's own keys are left out rather than clobber them."""
+HIT_KEYS = ("query_id", "rank", "id", "score")
+_HIT_KEY_BYTES = tuple(f'"{key}"'.encode() for key in HIT_KEYS)
+
+
+def hit_line(query_id, hit, dumps) -> bytes:
+    """A JSONL hit: the hit's keys, then the stored fields spliced in as stored (no parsing).
+
+    Stored fields named like the hit's own keys are left out rather than clobber them; only
+    fields that might hold such a key take the slower parse-and-merge path."""
     record = {"query_id": query_id, "rank": hit.rank, "id": hit.id, "score": hit.score}
+    stored = hit.fields_json
+    if stored == b"{}":
+        return dumps(record) + b"\n"
+    if not any(key in stored for key in _HIT_KEY_BYTES):
+        return dumps(record)[:-1] + b"," + stored[1:] + b"\n"
     for key, value in hit.fields.items():
         record.setdefault(key, value)
-    return record
+    return dumps(record) + b"\n"
 
 
 class _JsonlSink:
@@ -220,7 +232,7 @@ class _JsonlSink:
         self._out = binary_stdout()
 
     def write(self, ids: list, hits: list) -> None:
-        lines = [self._dumps(hit_record(qid, hit)) + b"\n" for qid, row in zip(ids, hits) for hit in row]
+        lines = [hit_line(qid, hit, self._dumps) for qid, row in zip(ids, hits) for hit in row]
         self._out.write(b"".join(lines))
         self._out.flush()
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
+import orjson
 
 from vecpipe.core.errors import DataError, IndexStoreError, UsageError
 from vecpipe.core.index_hnsw import GRAPH_FILE, METRICS, HnswGraph
@@ -37,6 +38,9 @@ DEFAULT_M = 16
 DEFAULT_EF_CONSTRUCTION = 200
 DEFAULT_EF = 100
 ORDERS = ("input", "random")
+# Rows handed to hnswlib per add_items call in input order: large calls keep every thread busy
+# (small ones idle threads at each call's tail) while memory stays bounded on huge inputs.
+INSERT_ROWS = 65536
 # Provenance keys that define the vector space; a query must agree with the index on each.
 SPACE_KEYS = ("model", "dim", "layer", "pooling", "truncate_dim", "pca_sha256")
 # Records added to an index must also have been embedded the same way as the first ones.
@@ -70,12 +74,28 @@ class WriteReport:
     generation: str = ""
 
 
-@dataclass(slots=True)  # built once per returned hit: slots make that cheaper
 class Hit:
-    rank: int
-    score: float
-    id: object
-    fields: dict
+    """One search result. The stored id and fields are parsed from their JSON only when read, so
+    a caller that passes them on as JSON (`vecpipe search` does) never pays for parsing."""
+
+    __slots__ = ("rank", "score", "_id_json", "fields_json", "_fields")
+
+    def __init__(self, rank: int, score: float, id_json: str, fields_json: bytes):
+        self.rank, self.score, self._id_json, self.fields_json = rank, score, id_json, fields_json
+        self._fields = None
+
+    @property
+    def id(self):
+        return orjson.loads(self._id_json)
+
+    @property
+    def fields(self) -> dict:
+        if self._fields is None:
+            self._fields = orjson.loads(self.fields_json)
+        return self._fields
+
+    def __repr__(self) -> str:
+        return f"Hit(rank={self.rank}, score={self.score:.4f}, id={self.id!r}, fields={self.fields!r})"
 
 
 @dataclass
@@ -160,7 +180,7 @@ class _Writer:
             raise UsageError(f"unknown order {options.order!r}; choose input or random")
         self.staged, self.manifest, self.backend, self.meta, self.options = staged, manifest, backend, meta, options
         self.next_label = manifest["next_label"]
-        # Vectors not yet handed to the backend: all of them for random order and flat indexes.
+        # Vectors not yet handed to the backend: up to INSERT_ROWS for a graph in input order, else all.
         self.pending: list[tuple[np.ndarray, np.ndarray]] = []
         self.pending_labels: set[int] = set()
         self.dropped: set[int] = set()
@@ -198,11 +218,10 @@ class _Writer:
         self.backend.delete(in_backend)
 
     def _stage(self, matrix: np.ndarray, labels: np.ndarray) -> None:
-        if self.backend.streams and self.options.order == "input":
-            self.backend.add(matrix, labels, self.options.threads)
-            return
         self.pending.append((matrix, labels))
         self.pending_labels.update(labels.tolist())
+        if self.backend.streams and self.options.order == "input" and len(self.pending_labels) >= INSERT_ROWS:
+            self._flush()
 
     def _flush(self) -> None:
         if not self.pending:
@@ -215,6 +234,7 @@ class _Writer:
             order = np.random.default_rng(self.options.seed).permutation(len(labels))
             matrix, labels = matrix[order], labels[order]
         self.backend.add(matrix, labels, self.options.threads)
+        self.pending, self.pending_labels, self.dropped = [], set(), set()
 
     def finish(self) -> WriteReport:
         self._flush()

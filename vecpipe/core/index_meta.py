@@ -113,8 +113,8 @@ class MetaStore:
         ):
             self._conn.execute(statement)
 
-    def fetch(self, labels: Iterable[int]) -> dict[int, tuple]:
-        """(id, fields) for just these labels."""
+    def fetch(self, labels: Iterable[int]) -> dict[int, tuple[str, bytes]]:
+        """(id as JSON text, fields as JSON bytes) for just these labels."""
         wanted = sorted({int(label) for label in labels})
         found = {}
         for chunk in _chunks(wanted):
@@ -122,7 +122,7 @@ class MetaStore:
             for label, key, fields in self._conn.execute(
                 f"SELECT label, id, fields FROM items WHERE label IN ({marks})", chunk
             ):
-                found[label] = (orjson.loads(key), orjson.loads(fields))
+                found[label] = (key, fields)
         return found
 
     def matching_labels(self, conditions: Sequence["Condition"]) -> np.ndarray:
