@@ -75,18 +75,14 @@ class WriteReport:
 
 
 class Hit:
-    """One search result. The stored id and fields are parsed from their JSON only when read, so
-    a caller that passes them on as JSON (`vecpipe search` does) never pays for parsing."""
+    """One search result. The stored fields are parsed from their JSON only when read, so a
+    caller that passes them on as JSON (`vecpipe search` does) never pays for parsing."""
 
-    __slots__ = ("rank", "score", "_id_json", "fields_json", "_fields")
+    __slots__ = ("rank", "score", "id", "fields_json", "_fields")
 
-    def __init__(self, rank: int, score: float, id_json: str, fields_json: bytes):
-        self.rank, self.score, self._id_json, self.fields_json = rank, score, id_json, fields_json
+    def __init__(self, rank: int, score: float, record_id, fields_json: bytes):
+        self.rank, self.score, self.id, self.fields_json = rank, score, record_id, fields_json
         self._fields = None
-
-    @property
-    def id(self):
-        return orjson.loads(self._id_json)
 
     @property
     def fields(self) -> dict:

@@ -113,8 +113,8 @@ class MetaStore:
         ):
             self._conn.execute(statement)
 
-    def fetch(self, labels: Iterable[int]) -> dict[int, tuple[str, bytes]]:
-        """(id as JSON text, fields as JSON bytes) for just these labels."""
+    def fetch(self, labels: Iterable[int]) -> dict[int, tuple[object, bytes]]:
+        """(id, fields as JSON bytes) for just these labels; fields are parsed by whoever needs them."""
         wanted = sorted({int(label) for label in labels})
         found = {}
         for chunk in _chunks(wanted):
@@ -122,7 +122,7 @@ class MetaStore:
             for label, key, fields in self._conn.execute(
                 f"SELECT label, id, fields FROM items WHERE label IN ({marks})", chunk
             ):
-                found[label] = (key, fields)
+                found[label] = (orjson.loads(key), fields)
         return found
 
     def matching_labels(self, conditions: Sequence["Condition"]) -> np.ndarray:
