@@ -122,3 +122,15 @@ def tiny_model_dir(tiny_checkpoint, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny-onnx")
     convert(tiny_checkpoint, out, "tiny-bert")
     return out
+
+
+@pytest.fixture(scope="session")
+def scifact_embedded(default_model):
+    """SciFact (5183 documents, 300 queries) embedded once per session, with the cache off,
+    so the slow tests measure this code and share the minutes of embedding."""
+    from vecpipe.core import evaluation as ev
+
+    folder = SHARED_DATA / "scifact"
+    data = ev.load_retrieval_data(str(folder / "corpus.jsonl"), str(folder / "queries.jsonl"), str(folder / "qrels" / "test.tsv"))
+    docs, queries = ev.embed_retrieval_data(ev.Embedder(default_model, use_cache=False), data)
+    return data, docs, queries

@@ -18,11 +18,9 @@ TOLERANCE = 0.003
 pytestmark = pytest.mark.slow
 
 
-def test_scifact_exact_search_reproduces_mteb_ndcg_at_10(default_model):
-    folder = SHARED_DATA / "scifact"
-    data = ev.load_retrieval_data(str(folder / "corpus.jsonl"), str(folder / "queries.jsonl"), str(folder / "qrels" / "test.tsv"))
+def test_scifact_exact_search_reproduces_mteb_ndcg_at_10(scifact_embedded):
+    data, docs, queries = scifact_embedded
     assert (len(data.doc_ids), len(data.query_ids)) == (5183, 300)
-    docs, queries = ev.embed_retrieval_data(ev.Embedder(default_model, use_cache=False), data)
     outcome = ev.evaluate_config(data, docs, queries, ev.SearchConfig())
     assert outcome.main_score == pytest.approx(SCIFACT_NDCG_AT_10, abs=TOLERANCE)
     assert outcome.evaluation.per_query.keys() == set(data.query_ids)

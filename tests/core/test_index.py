@@ -492,17 +492,12 @@ def test_kill_9_during_build_or_add_leaves_the_old_or_the_new_index(corpus, tmp_
 
 
 @pytest.mark.slow
-def test_ann_recall_on_scifact_with_default_parameters(default_model, tmp_path):
+def test_ann_recall_on_scifact_with_default_parameters(scifact_embedded, tmp_path):
     """Issue 3's bar: top-10 of the graph vs --exact top-10 on SciFact, recall >= 0.99 (measured 0.998)."""
-    scifact = REPO.parent / "shared" / "data" / "scifact"
-    docs = [orjson.loads(line) for line in (scifact / "corpus.jsonl").read_bytes().splitlines() if line.strip()]
-    queries = [orjson.loads(line)["text"] for line in (scifact / "queries.jsonl").read_bytes().splitlines() if line.strip()]
-    vectors = default_model.embed([(d["title"] + " " + d["text"]).strip() for d in docs])
-    provenance = default_model.provenance()
-    ids = [d["_id"] for d in docs]
-    build_index(tmp_path / "scifact", [VectorBatch(ids, [{}] * len(ids), vectors, provenance, list(range(1, len(ids) + 1)))])
-    query_vectors = default_model.embed(queries, prompt=default_model.query_prompt())
+    _, docs, queries = scifact_embedded
+    ids = docs.ids
+    build_index(tmp_path / "scifact", [VectorBatch(ids, [{}] * len(ids), docs.matrix, docs.provenance, list(range(1, len(ids) + 1)))])
     with VectorIndex.open(tmp_path / "scifact") as index:
-        ann = ids_of(index.search(query_vectors, k=10, provenance=provenance))
-        exact = ids_of(index.search(query_vectors, k=10, provenance=provenance, exact=True))
+        ann = ids_of(index.search(queries.matrix, k=10, provenance=queries.provenance))
+        exact = ids_of(index.search(queries.matrix, k=10, provenance=queries.provenance, exact=True))
     assert np.mean([len(set(a) & set(e)) / 10 for a, e in zip(ann, exact)]) >= 0.99
