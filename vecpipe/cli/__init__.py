@@ -27,7 +27,7 @@ app = typer.Typer(
 )
 
 # Each module defines `register(app)`; the order here is the order in --help.
-COMMAND_MODULES = ["embed", "models", "truncate", "quantize", "index", "search", "eval"]
+COMMAND_MODULES = ["embed", "index", "search", "truncate", "quantize", "eval", "models"]
 
 
 def _version(value: bool) -> None:
