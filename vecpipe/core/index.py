@@ -224,8 +224,10 @@ class _Writer:
             return
         matrix = np.concatenate([m for m, _ in self.pending])
         labels = np.concatenate([lab for _, lab in self.pending])
-        keep = ~np.isin(labels, np.fromiter(self.dropped, dtype=np.int64, count=len(self.dropped)))
-        matrix, labels = matrix[keep], labels[keep]
+        self.pending = []  # copied: free the parts before the graph grows (peak memory of a build)
+        if self.dropped:  # a copy of every pending vector: only when some were replaced meanwhile
+            keep = ~np.isin(labels, np.fromiter(self.dropped, dtype=np.int64, count=len(self.dropped)))
+            matrix, labels = matrix[keep], labels[keep]
         if self.options.order == "random":
             order = np.random.default_rng(self.options.seed).permutation(len(labels))
             matrix, labels = matrix[order], labels[order]
