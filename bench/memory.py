@@ -49,15 +49,19 @@ class Measurement:
     command: str
     peak_mb: float
     seconds: float
-    samples: list[tuple[float, float]] = field(default_factory=list)  # (seconds, RSS MB) while running
+    samples: list[tuple[float, float, float]] = field(default_factory=list)  # (seconds, RSS MB, anonymous MB) while running
 
     def curve(self) -> str:
         """RSS a quarter, half and three quarters into the run: flat when memory does not grow."""
         if not self.samples:
             return ""
         end = self.samples[-1][0]
-        picks = [next(mb for t, mb in self.samples if t >= end * q) for q in (0.25, 0.5, 0.75)]
+        picks = [next(mb for t, mb, _ in self.samples if t >= end * q) for q in (0.25, 0.5, 0.75)]
         return " / ".join(f"{mb:.0f}" for mb in picks)
+
+    def anonymous_peak(self) -> float:
+        """The most anonymous memory seen (RSS less mapped file pages, which the kernel can drop)."""
+        return max((anon for _, _, anon in self.samples), default=0.0)
 
 
 def vecpipe_command(*args: str) -> list[str]:
@@ -68,10 +72,10 @@ def sample_rss(pid: int, samples: list, started: float, done: threading.Event) -
     while not done.wait(0.25):
         try:
             with open(f"/proc/{pid}/status") as fh:
-                rss_kb = next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:"))
-        except (OSError, StopIteration):
+                fields = {line.split(":")[0]: int(line.split()[1]) for line in fh if line.startswith(("VmRSS:", "RssAnon:"))}
+            samples.append((time.monotonic() - started, fields["VmRSS"] / 1024, fields["RssAnon"] / 1024))
+        except (OSError, KeyError, IndexError, ValueError):
             return
-        samples.append((time.monotonic() - started, rss_kb / 1024))
 
 
 def measure(label: str, args: list[str], shown: str, stdin_path: Path | None = None, feed=None) -> Measurement:
@@ -164,8 +168,8 @@ def index_measurements(work: Path, count: int) -> list[Measurement]:
 
 def report(embeds: list[Measurement], indexes: list[Measurement], vectors: int, loads: tuple[float, float]) -> str:
     vector_mb = vectors * VECTOR_DIM * 4 / 2**20
-    rows = [f"| {m.label} | {m.peak_mb:.0f} MB | {m.curve()} | {m.seconds:.0f} s | `{m.command.replace('|', chr(92) + '|')}` |"
-            for m in embeds + indexes]
+    rows = [f"| {m.label} | {m.peak_mb:.0f} MB | {m.anonymous_peak():.0f} MB | {m.curve()} | {m.seconds:.0f} s | "
+            f"`{m.command.replace('|', chr(92) + '|')}` |" for m in embeds + indexes]
     peaks = [m.peak_mb for m in embeds]
     lines = [
         "## Memory (bench/memory.py)",
@@ -173,8 +177,8 @@ def report(embeds: list[Measurement], indexes: list[Measurement], vectors: int, 
         f"Peak RSS (ru_maxrss of the vecpipe process). {os.cpu_count()} cores, {platform.python_implementation()} "
         f"{platform.python_version()}, load average {loads[0]:.2f} at the start and {loads[1]:.2f} at the end.",
         "",
-        "| run | peak RSS | RSS at 1/4, 1/2, 3/4 of the run (MB) | wall | command |",
-        "|---|---|---|---|---|",
+        "| run | peak RSS | of which anonymous (sampled) | RSS at 1/4, 1/2, 3/4 of the run (MB) | wall | command |",
+        "|---|---|---|---|---|---|",
         *rows,
         "",
     ]
