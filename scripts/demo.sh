@@ -27,7 +27,7 @@ for query in "compress a directory" "show network connections" "find files by na
 import json, sys
 for line in sys.stdin:
     hit = json.loads(line)
-    print(f"{hit[\"rank\"]}. {hit[\"score\"]:.3f}  {hit.get(\"text\", hit[\"id\"])}")
+    print("%d. %.3f  %s" % (hit["rank"], hit["score"], hit.get("text", hit["id"])))
 '
 done
 echo
