@@ -7,7 +7,9 @@ Runs the CLI as a user would (the commands are printed in the section), twice: a
 (top 1000 per query, the protocol of MTEB's published numbers) and at a serving depth (top 10, where
 `--rescore R` re-ranks 10 x R candidates, as `vecpipe search -k 10 --rescore R` would). The corpus is
 embedded once and cached in $VECPIPE_HOME/embeddings, so only the first run of the first sweep
-embeds. The load average is recorded with each run, because QPS on a shared machine moves with it.
+embeds. The script first waits (up to --wait seconds) for the 1-minute load average to fall below
+--max-load; if it never does, it measures anyway and the section says at what load, as it always
+records the load of each run: QPS on a shared machine moves with it.
 """
 from __future__ import annotations
 
@@ -30,6 +32,12 @@ def sweep_command(top_k: int) -> list[str]:
     data = ["--corpus", f"{DATA}/corpus.jsonl", "--queries", f"{DATA}/queries.jsonl", "--qrels", f"{DATA}/qrels/test.tsv"]
     depth = [] if top_k == 1000 else ["--top-k", str(top_k)]
     return ["vecpipe", "eval", "sweep", *data, *GRID, *depth]
+
+
+def wait_for_quiet(max_load: float, wait_s: float) -> None:
+    deadline = time.monotonic() + wait_s
+    while os.getloadavg()[0] >= max_load and time.monotonic() < deadline:
+        time.sleep(10)
 
 
 def run_sweep(top_k: int) -> tuple[dict, float, tuple[float, float]]:
@@ -85,7 +93,10 @@ def section(runs: list[tuple[int, dict, float, tuple[float, float]]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", type=Path, metavar="RESULTS.md", help="Replace this script's section of the file.")
+    parser.add_argument("--max-load", type=float, default=1.0, help="Wait for the 1-minute load average to fall below this.")
+    parser.add_argument("--wait", type=float, default=1800, help="Seconds to wait for it before measuring anyway.")
     args = parser.parse_args()
+    wait_for_quiet(args.max_load, args.wait)
     runs = [(top_k, *run_sweep(top_k)) for top_k in DEPTHS]
     text = section(runs)
     if args.write:
