@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import FIXTURES, TINY_CONFIG, tiny_weights, write_tiny_checkpoint
-from vecpipe.core.convert import convert, read_checkpoint
+from vecpipe.core.convert import GRAPH_FORMS, convert, read_checkpoint
 from vecpipe.core.errors import ModelError
 from vecpipe.core.models import Model
 
@@ -57,25 +57,27 @@ def _reference(model: Model, pooling: str, layers: int) -> np.ndarray:
     return np.array(out)
 
 
+@pytest.mark.parametrize("graph_form", GRAPH_FORMS)
 @pytest.mark.parametrize("pooling", ["mean", "cls", "max", "last"])
-def test_converted_graph_matches_numpy_bert(tmp_path, pooling):
+def test_converted_graph_matches_numpy_bert(tmp_path, pooling, graph_form):
     ckpt = write_tiny_checkpoint(tmp_path / "ckpt", pooling=pooling)
     out = tmp_path / "onnx"
     out.mkdir()
-    convert(ckpt, out, "tiny")
+    convert(ckpt, out, "tiny", graph_form=graph_form)
     model = Model(out)
     got = model.embed(TEXTS)  # batched and padded: padding must not leak into results
     np.testing.assert_allclose(got, _reference(model, pooling, 2), atol=2e-5)
 
 
-def test_layers_cut_keeps_first_layers(tmp_path, tiny_checkpoint):
+@pytest.mark.parametrize("graph_form", GRAPH_FORMS)
+def test_layers_cut_keeps_first_layers(tmp_path, tiny_checkpoint, graph_form):
     out = tmp_path / "onnx1"
     out.mkdir()
-    manifest = convert(tiny_checkpoint, out, "tiny", layers=1)
+    manifest = convert(tiny_checkpoint, out, "tiny", layers=1, graph_form=graph_form)
     assert manifest["layers"] == 1 and manifest["num_layers"] == 2
     model = Model(out)
     np.testing.assert_allclose(model.embed(TEXTS), _reference(model, "mean", 1), atol=2e-5)
-    assert (out / "model.onnx").stat().st_size < (tiny_checkpoint / "model.safetensors").stat().st_size
+    assert (out / "model.onnx.data").stat().st_size < (tiny_checkpoint / "model.safetensors").stat().st_size
 
 
 def test_manifest_records_checkpoint_settings(tiny_model_dir, tiny_checkpoint):
@@ -83,7 +85,7 @@ def test_manifest_records_checkpoint_settings(tiny_model_dir, tiny_checkpoint):
     assert manifest["pooling"] == "mean" and manifest["normalize"] is True
     assert manifest["max_tokens"] == 64 and manifest["dim"] == 32
     assert manifest["prompts"] == {"query": "query: ", "document": "passage: "}
-    assert set(manifest["files"]) == {"model.onnx", "tokenizer.json"}
+    assert set(manifest["files"]) == {"model.onnx", "model.onnx.data", "tokenizer.json"}
     assert len(manifest["source_sha256"]["model.safetensors"]) == 64
 
 
@@ -108,3 +110,30 @@ def test_default_model_matches_sentence_transformers(default_model):
     reference = np.load(FIXTURES / "parity_reference.npy")
     cosines = (default_model.embed(texts) * reference).sum(1)
     assert cosines.min() >= 0.9999, f"worst text {int(cosines.argmin())}: cosine {cosines.min():.6f}"
+
+
+def test_fused_graph_uses_the_contrib_ops(tiny_model_dir):
+    import onnx
+
+    ops = {node.op_type for node in onnx.load(str(tiny_model_dir / "model.onnx")).graph.node}
+    assert {"EmbedLayerNormalization", "Attention", "SkipLayerNormalization", "BiasGelu"} <= ops
+    assert not ops & {"Erf", "Softmax", "LayerNormalization"}
+    assert json.loads((tiny_model_dir / "vecpipe.json").read_text())["graph"] == "fused"
+
+
+def test_unknown_graph_form_is_refused(tmp_path, tiny_checkpoint):
+    with pytest.raises(ModelError, match="unknown graph form"):
+        convert(tiny_checkpoint, tmp_path, "tiny", graph_form="turbo")
+
+
+def test_default_model_fused_graph_matches_the_plain_reference(default_model, tmp_path):
+    """The fused ops compute the same function as the standard-op graph, to float rounding."""
+    from vecpipe.core.registry import BUILTINS, DEFAULT_MODEL, find_installed_checkpoint
+
+    assert default_model.manifest["graph"] == "fused"
+    plain_dir = tmp_path / "plain"
+    plain_dir.mkdir()
+    convert(find_installed_checkpoint(BUILTINS[DEFAULT_MODEL]), plain_dir, "plain", graph_form="plain")
+    texts = [json.loads(line)["text"] for line in open(FIXTURES / "parity_texts.jsonl", encoding="utf-8")]
+    cosines = (default_model.embed(texts) * Model(plain_dir).embed(texts)).sum(1)
+    assert cosines.min() >= 0.99999, f"worst text {int(cosines.argmin())}: cosine {cosines.min():.7f}"

@@ -13,7 +13,7 @@ from typing import Callable
 import numpy as np
 
 from vecpipe.core import registry
-from vecpipe.core.convert import GRAPH_POOLINGS, POOLINGS
+from vecpipe.core.convert import GRAPH_FILE, GRAPH_POOLINGS, POOLINGS
 from vecpipe.core.errors import ModelError, UsageError
 
 
@@ -85,7 +85,7 @@ class Model:
     @property
     def session(self):
         if self._session is None:
-            self._session = _open_session(self.dir / "model.onnx", self.threads)
+            self._session = _open_session(self.dir / GRAPH_FILE, self.threads)
             self._outputs = {o.name for o in self._session.get_outputs()}
         return self._session
 
