@@ -43,6 +43,20 @@ def test_corrupt_cache_entry_is_converted_again(home, tiny_checkpoint):
     registry.verify_model_dir(again)
 
 
+def test_cache_entry_from_before_the_fused_graph_is_converted_again(home, tiny_checkpoint):
+    from vecpipe.core.convert import convert
+
+    old = registry.cache_path("tiny-bert")
+    old.mkdir(parents=True)
+    manifest = convert(tiny_checkpoint, old, "tiny-bert", graph_form="plain")
+    manifest.pop("graph")  # caches written before the fused graph carry no "graph" key
+    (old / "vecpipe.json").write_text(json.dumps(manifest))
+    notes = []
+    again = registry.resolve(str(tiny_checkpoint), notify=notes.append)
+    assert any("predates vecpipe's fused graph" in n for n in notes)
+    assert registry.verify_model_dir(again)["graph"] == "fused"
+
+
 def test_user_model_directory_with_bad_hash_is_refused(tmp_path, tiny_model_dir):
     copy = tmp_path / "m"
     shutil.copytree(tiny_model_dir, copy)

@@ -1,6 +1,7 @@
 """`vecpipe models`: list, inspect, locate and convert models."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -8,7 +9,7 @@ import typer
 from vecpipe.cli.common import handles_errors, say, stdout_is_terminal
 
 models_app = typer.Typer(
-    help="Manage embedding models: list the cache, show a manifest, print a path, convert a checkpoint.",
+    help="Manage embedding models: list the cache, show a manifest, print a path, convert a checkpoint, make an int8 variant.",
     no_args_is_help=True,
 )
 
@@ -46,11 +47,17 @@ def list_models(as_json: bool = typer.Option(False, "--json", help="JSONL even o
 
 @models_app.command("info")
 @handles_errors
-def info(name: Optional[str] = typer.Argument(None, help="Model name or directory (default all-MiniLM-L6-v2).")) -> None:
+def info(
+    name: Optional[str] = typer.Argument(None, help="Model name or directory (default all-MiniLM-L6-v2)."),
+    verify: bool = typer.Option(False, "--verify", help="Re-hash every file in full (loads trust a file whose size, times and inode are unchanged since its last full hash)."),
+) -> None:
     """Print a model's manifest (vecpipe.json) as JSON, converting it first if needed."""
-    from vecpipe.core.registry import read_manifest, resolve
+    from vecpipe.core.registry import read_manifest, resolve, verify_model_dir
 
     path = resolve(name, notify=say)
+    if verify:
+        verify_model_dir(path, full=True)
+        say(f"every file of {path} matches its sha256")
     _print_json({"path": str(path), **read_manifest(path)})
 
 
@@ -70,23 +77,93 @@ def convert(
     output: str = typer.Option(..., "-o", "--output", help="Directory to create."),
     layers: Optional[int] = typer.Option(None, "--layers", help="Keep only the first N transformer layers."),
     name: Optional[str] = typer.Option(None, "--name", help="Model name recorded in the manifest (default: the directory name)."),
+    graph: str = typer.Option("fused", "--graph", help="fused (onnxruntime's fused transformer ops, faster) or plain (standard ONNX ops only, the reference)."),
 ) -> None:
     """Convert a BERT-family sentence-transformers checkpoint to an ONNX model directory, without torch."""
-    import os
-    import shutil
-    from pathlib import Path
-
-    from vecpipe.core.atomic import make_temp_dir_beside
+    from vecpipe.core.convert import GRAPH_FORMS
     from vecpipe.core.convert import convert as convert_checkpoint
     from vecpipe.core.errors import UsageError
 
+    if graph not in GRAPH_FORMS:
+        raise UsageError(f"--graph must be one of {', '.join(GRAPH_FORMS)}")
     src, target = Path(source), Path(output)
+    _refuse_existing(target)
+    manifest = _new_model_dir(target, lambda tmp: convert_checkpoint(src, tmp, name or src.resolve().name, layers=layers, graph_form=graph))
+    say(f"wrote {target} ({manifest['layers']} layers, dim {manifest['dim']}, {manifest['pooling']} pooling, {graph} graph)")
+
+
+def _refuse_existing(target: Path) -> None:
+    from vecpipe.core.errors import UsageError
+
     if target.exists():
-        raise UsageError(f"{output} already exists; choose a new directory")
+        raise UsageError(f"{target} already exists; choose a new directory")
+
+
+def _new_model_dir(target: Path, build):
+    """Build into a temp dir beside `target`, then rename it into place: no half-written model is ever seen."""
+    import os
+    import shutil
+
+    from vecpipe.core.atomic import make_temp_dir_beside
+
     tmp = make_temp_dir_beside(target)
     try:
-        manifest = convert_checkpoint(src, tmp, name or src.resolve().name, layers=layers)
+        built = build(tmp)
         os.rename(tmp, target)
+        return built
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    say(f"wrote {target} ({manifest['layers']} layers, dim {manifest['dim']}, {manifest['pooling']} pooling)")
+
+
+OPTIMIZE_HELP = """Make an optimized variant of a model: `--int8` quantizes it to int8.
+
+Without -o the variant goes into the cache beside its model and is used as
+`-m NAME:int8` (which also makes it on first use, with the built-in calibration texts).
+With -o DIR it becomes a model directory of its own, used as `-m DIR`.
+
+The fp32 graph that vecpipe converts is already fused (EmbedLayerNormalization,
+Attention, SkipLayerNormalization, BiasGelu), so --int8 is the optimization there is to ask for.
+
+Examples:
+
+  vecpipe models optimize all-MiniLM-L6-v2 --int8
+
+  vecpipe embed -m all-MiniLM-L6-v2:int8 docs.jsonl > docs.vec.jsonl
+
+  vecpipe models optimize ./my-model --int8 --calibration my-texts.txt -o ./my-model-int8
+"""
+
+
+@models_app.command("optimize", help=OPTIMIZE_HELP)
+@handles_errors
+def optimize(
+    name: Optional[str] = typer.Argument(None, help="Model name or directory (default all-MiniLM-L6-v2)."),
+    int8: bool = typer.Option(False, "--int8", help="Quantize weights and activations to int8 (about 0.997 mean cosine to fp32)."),
+    output: Optional[str] = typer.Option(None, "-o", "--output", help="Directory to create, instead of the cache."),
+    calibration: Optional[str] = typer.Option(None, "--calibration", help="Texts (lines or JSONL, field `text`) to calibrate on instead of the built-in ones."),
+) -> None:
+    from vecpipe.core.errors import UsageError
+    from vecpipe.core.optimize import make_variant
+    from vecpipe.core.registry import make_cached_variant, read_manifest, resolve
+
+    if not int8:
+        raise UsageError("say which optimization: --int8 (the fp32 graph is already fused)")
+    if output:
+        _refuse_existing(Path(output))
+    texts = _calibration_texts(calibration) if calibration else None
+    base_dir = resolve(name, notify=say)
+    if output:
+        target = Path(output)
+        _new_model_dir(target, lambda tmp: make_variant(base_dir, tmp, "int8", texts))
+    else:
+        target = make_cached_variant(base_dir, "int8", say, texts)
+    use = str(target) if output else read_manifest(target)["name"]
+    say(f"wrote {target}; use it with -m {use}")
+
+
+def _calibration_texts(path: str) -> list:
+    from vecpipe.cli.common import input_name, open_input
+    from vecpipe.formats.text import read_texts
+
+    with open_input(path) as stream:
+        return [record.text for record in read_texts(stream, input_name(path))]

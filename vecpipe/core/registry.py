@@ -7,6 +7,8 @@ Resolution order:
 4. a built-in name (all-MiniLM-L6-v2), whose checkpoint files are found in any installed
    package that carries them, verified against pinned sha256 hashes;
 5. `hf:ORG/NAME`, pulled from the Hugging Face hub with the optional `hub` extra.
+Any of 2-5 may end in `:VARIANT` (`all-MiniLM-L6-v2:int8`): the optimized variant of that
+model (see optimize.py), made into the cache on first use.
 """
 from __future__ import annotations
 
@@ -22,10 +24,11 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from vecpipe.core.atomic import make_temp_dir_beside, storage_error
-from vecpipe.core.convert import MANIFEST, MANIFEST_VERSION, convert, is_checkpoint_dir
+from vecpipe.core.convert import DEFAULT_GRAPH, MANIFEST, MANIFEST_VERSION, convert, is_checkpoint_dir
 from vecpipe.core.errors import ModelError
 from vecpipe.core.hashing import sha256_file
 from vecpipe.core.paths import models_dir
+from vecpipe.core.stamps import stamped_sha256
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 MODEL_FILES = ("model.onnx", "tokenizer.json")
@@ -80,14 +83,18 @@ def read_manifest(model_dir: Path) -> dict:
     return manifest
 
 
-def verify_model_dir(model_dir: Path) -> dict:
-    """The manifest, once every file it lists exists and matches its sha256."""
+def verify_model_dir(model_dir: Path, full: bool = False) -> dict:
+    """The manifest, once every file it lists exists and matches its sha256.
+
+    Files unchanged since their last full hash (same file-system stamp) are not re-hashed
+    unless `full`; see vecpipe.core.stamps for what that does and does not catch.
+    """
     manifest = read_manifest(model_dir)
     for name, expected in manifest.get("files", {}).items():
         path = model_dir / name
         if not path.exists():
             raise ModelError(f"missing {name}", str(model_dir))
-        if sha256_file(path) != expected:
+        if stamped_sha256(path, full=full) != expected:
             raise ModelError(f"{name} does not match the sha256 in {MANIFEST} (modified or corrupt)", str(model_dir))
     return manifest
 
@@ -151,16 +158,20 @@ def missing_builtin_message(builtin: BuiltinModel) -> str:
 
 
 def _convert_into_cache(ckpt: Path, name: str, layers: int | None, source: dict, notify: Notify) -> Path:
-    """Convert into a temp dir beside the cache entry, then rename it into place.
-
-    Two processes converting at once both finish; the first rename wins and the
-    other discards its copy, so the cache never holds a half-written model.
-    """
     target = cache_path(name)
     notify(f"converting {source.get('name', ckpt)} to ONNX into {target} (first use only)")
+    return _build_into_cache(target, lambda tmp: convert(ckpt, tmp, name, layers=layers, source=source))
+
+
+def _build_into_cache(target: Path, build: Callable[[Path], object]) -> Path:
+    """Build into a temp dir beside the cache entry, then rename it into place.
+
+    Two processes building at once both finish; the first rename wins and the
+    other discards its copy, so the cache never holds a half-written model.
+    """
     try:
         with _conversion_dir(target) as tmp:
-            convert(ckpt, tmp, name, layers=layers, source=source)
+            build(tmp)
             try:
                 os.rename(tmp, target)
             except OSError:
@@ -203,12 +214,21 @@ def _cached_or_convert(ckpt: Path, name: str, layers: int | None, source: dict, 
     if (target / MANIFEST).exists():
         try:
             manifest = verify_model_dir(target)
-            if manifest.get("source_sha256", {}).get("model.safetensors") == sha256_file(ckpt / "model.safetensors"):
+            same_source = manifest.get("source_sha256", {}).get("model.safetensors") == stamped_sha256(ckpt / "model.safetensors")
+            if same_source and _converted_by_current_vecpipe(manifest, notify):
                 return target
         except ModelError as exc:
             notify(f"cached model is unusable ({exc}); converting it again")
         _discard(target)
     return _convert_into_cache(ckpt, name, layers, source, notify)
+
+
+def _converted_by_current_vecpipe(manifest: dict, notify: Notify) -> bool:
+    """False for a cache entry in an older graph form (before the fused graph), which is converted again once."""
+    if manifest.get("graph", "plain") == DEFAULT_GRAPH:
+        return True
+    notify(f"cached {manifest.get('name')} predates vecpipe's fused graph; converting it again (faster, same vectors)")
+    return False
 
 
 def _discard(target: Path) -> None:
@@ -234,6 +254,9 @@ def resolve(name: str | None = None, layers: int | None = None, notify: Notify =
             raise ModelError("--layer needs a checkpoint or a built-in model, not a converted directory", name)
         verify_model_dir(path)
         return path
+    base, variant = _split_variant(name)
+    if variant is not None:
+        return _resolve_variant(base, variant, layers, notify)
     if name.startswith("hf:"):
         return _resolve_hub(name[3:], layers, notify)
     if is_checkpoint_dir(path):
@@ -266,6 +289,48 @@ def _lacking(path: Path) -> list[str]:
     return min(model, checkpoint, key=len)
 
 
+def _split_variant(name: str) -> tuple[str, str | None]:
+    from vecpipe.core.optimize import split_variant
+
+    return split_variant(name)
+
+
+def _resolve_variant(base_name: str, variant: str, layers: int | None, notify: Notify) -> Path:
+    """The cached `variant` of a cached base model, made (or remade, when its base changed) on demand."""
+    base_dir = resolve(base_name, layers, notify)
+    target = variant_cache_path(base_dir, variant)
+    if (target / MANIFEST).exists():
+        try:
+            manifest = verify_model_dir(target)
+            if manifest.get("base", {}).get("manifest_sha256") == manifest_sha256(base_dir):
+                return target
+            notify(f"{base_name} changed since its {variant} variant was made; making it again")
+        except ModelError as exc:
+            notify(f"cached model is unusable ({exc}); making it again")
+    return make_cached_variant(base_dir, variant, notify)
+
+
+def variant_cache_path(base_dir: Path, variant: str) -> Path:
+    """Where the cache keeps `variant` of the cached model in `base_dir` (NAME@int8 beside NAME)."""
+    if base_dir.parent != models_dir():
+        raise ModelError(
+            f"variants are cached only for cached models; make one of this directory with "
+            f"`vecpipe models optimize {base_dir} --{variant} -o DIR` and use -m DIR"
+        )
+    return cache_path(f"{base_dir.name}@{variant}")
+
+
+def make_cached_variant(base_dir: Path, variant: str, notify: Notify = _quiet, calibration: list[str] | None = None) -> Path:
+    """(Re)make the cached `variant` of the cached model in `base_dir`, replacing any older one."""
+    from vecpipe.core.optimize import make_variant
+
+    target = variant_cache_path(base_dir, variant)
+    if target.exists():
+        _discard(target)
+    notify(f"making the {variant} variant of {base_dir.name} into {target}")
+    return _build_into_cache(target, lambda tmp: make_variant(base_dir, tmp, variant, calibration))
+
+
 def _variant(name: str, layers: int | None) -> str:
     return name if layers is None else layer_variant_name(name, layers)
 
@@ -274,11 +339,11 @@ def _resolve_builtin(builtin: BuiltinModel, layers: int | None, notify: Notify) 
     target = cache_path(_variant(builtin.name, layers))
     if (target / MANIFEST).exists():
         try:
-            verify_model_dir(target)
-            return target
+            if _converted_by_current_vecpipe(verify_model_dir(target), notify):
+                return target
         except ModelError as exc:
             notify(f"cached model is unusable ({exc}); converting it again")
-            _discard(target)
+        _discard(target)
     ckpt = find_installed_checkpoint(builtin)
     if ckpt is None:
         raise ModelError(missing_builtin_message(builtin))
