@@ -45,7 +45,7 @@ def embed(
     on_long: str = typer.Option("truncate", "--on-long", help="Longer texts: truncate (counted on stderr), error, or chunk."),
     overlap: int = typer.Option(0, "--overlap", help="Tokens shared by neighbouring chunks (--on-long chunk)."),
     aggregate: Optional[str] = typer.Option(None, "--aggregate", help="With chunking: `mean` gives one vector per text instead of one per chunk."),
-    batch_tokens: int = typer.Option(16384, "--batch-tokens", help="Padded tokens per inference batch."),
+    batch_tokens: int = typer.Option(2048, "--batch-tokens", help="Padded tokens per inference batch."),
     threads: Optional[int] = typer.Option(None, "--threads", help="onnxruntime threads (default: all cores)."),
     out_format: str = typer.Option("jsonl", "--format", help="jsonl (stdout) or npy (needs -o)."),
     output: Optional[str] = typer.Option(None, "-o", "--output", help="Output file, written atomically; default stdout. With --format npy, X.npy gets its sidecar X.meta.jsonl."),
