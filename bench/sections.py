@@ -17,3 +17,10 @@ def write_section(path: Path, text: str, markers: tuple[str, str]) -> None:
     else:
         new = old.rstrip("\n") + "\n\n" + block
     write_bytes_atomic(path, new.encode())
+
+
+def publish(text: str, path: Path | None, markers: tuple[str, str]) -> None:
+    """Print a benchmark's report, and put it in `path` (bench/RESULTS.md) when one is given."""
+    print(text)
+    if path is not None:
+        write_section(path, text, markers)

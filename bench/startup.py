@@ -1,0 +1,111 @@
+"""Start-up (issue 6): `vecpipe --help` and a one-off `vecpipe search IDX "text"`, as whole processes.
+
+Each command runs --repeat times (median and min reported). The search index holds 300 SICK-R
+sentences; what is timed is the query: start-up, imports, loading and verifying the model,
+opening the onnxruntime session, embedding one text and searching. A breakdown follows: the
+cumulative import time of the heavy modules (`python -X importtime`) and the in-process cost
+of resolving/verifying the model and of creating its session.
+
+    .venv/bin/python bench/startup.py [--write bench/RESULTS.md]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from sections import publish
+
+REPO = Path(__file__).resolve().parent.parent
+SICKR = REPO.parent / "shared" / "data" / "sickr" / "test.jsonl"
+SECTION = ("<!-- bench/startup.py: begin -->", "<!-- bench/startup.py: end -->")
+VECPIPE = [sys.executable, "-m", "vecpipe"]
+HEAVY_MODULES = ("typer", "numpy", "onnxruntime", "tokenizers", "hnswlib", "orjson", "rich", "pydantic", "vecpipe.core.index")
+
+
+def wall(cmd: list[str], repeat: int) -> list[float]:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def build_index(work: Path) -> Path:
+    lines = SICKR.read_bytes().splitlines(keepends=True)[:300]
+    source = work / "sick.jsonl"
+    source.write_bytes(b"".join(lines))
+    vectors = subprocess.run(VECPIPE + ["embed", "--field", "sentence1", "-q", str(source)], check=True, capture_output=True).stdout
+    subprocess.run(VECPIPE + ["index", "build", "-o", str(work / "idx")], input=vectors, check=True, capture_output=True)
+    return work / "idx"
+
+
+def import_times(cmd: list[str]) -> dict[str, float]:
+    """Cumulative import ms of the heavy top-level modules that `cmd` imports."""
+    done = subprocess.run([sys.executable, "-X", "importtime"] + cmd[1:], capture_output=True, text=True)
+    found = {}
+    for line in done.stderr.splitlines():
+        parts = [p.strip() for p in line.removeprefix("import time:").split("|")]
+        if len(parts) == 3 and parts[2] in HEAVY_MODULES and parts[2] not in found:
+            found[parts[2]] = int(parts[1]) / 1000
+    return found
+
+
+def model_load_costs(repeat: int) -> dict[str, float]:
+    """Median in-process ms of resolve+verify and of session creation for the default model."""
+    code = (
+        "import time, json; t0 = time.perf_counter(); from vecpipe.core.models import load_model; t1 = time.perf_counter(); "
+        "m = load_model(); t2 = time.perf_counter(); m.session; t3 = time.perf_counter(); "
+        "print(json.dumps({'import vecpipe.core.models': t1 - t0, 'resolve + verify': t2 - t1, 'onnxruntime session': t3 - t2}))"
+    )
+    import json
+
+    runs = [json.loads(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout) for _ in range(repeat)]
+    return {key: 1000 * statistics.median(run[key] for run in runs) for key in runs[0]}
+
+
+def report(args, help_times, search_times, imports_help, imports_search, load_costs) -> str:
+    def summary(times):
+        return f"median {statistics.median(times):.3f} s, min {min(times):.3f} s"
+
+    lines = [
+        "## Start-up (bench/startup.py)",
+        "",
+        f"Command: `.venv/bin/python bench/startup.py --write bench/RESULTS.md`; {args.repeat} runs each, 1-minute load {os.getloadavg()[0]:.2f} at the end.",
+        "",
+        f"- `vecpipe --help`: {summary(help_times)}",
+        f"- one-off `vecpipe search IDX \"a man is playing a guitar\" -k 5` (300-sentence index, stdout piped): {summary(search_times)}",
+        "",
+        "| cumulative import ms | " + " | ".join(HEAVY_MODULES) + " |",
+        "|---|" + "---|" * len(HEAVY_MODULES),
+        "| `--help` | " + " | ".join(f"{imports_help[m]:.0f}" if m in imports_help else "-" for m in HEAVY_MODULES) + " |",
+        "| `search` | " + " | ".join(f"{imports_search[m]:.0f}" if m in imports_search else "-" for m in HEAVY_MODULES) + " |",
+        "",
+        "Loading the default model in process (median ms): " + ", ".join(f"{k} {v:.0f}" for k, v in load_costs.items()) + ".",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--write", type=Path, help="Also put the report in this markdown file (its own section).")
+    args = parser.parse_args()
+    subprocess.run(VECPIPE + ["models", "path"], check=True, capture_output=True)  # convert once, outside the timings
+    with tempfile.TemporaryDirectory(prefix="vecpipe-startup-") as tmp:
+        index = build_index(Path(tmp))
+        search = VECPIPE + ["search", str(index), "a man is playing a guitar", "-k", "5"]
+        help_times, search_times = wall(VECPIPE + ["--help"], args.repeat), wall(search, args.repeat)
+        imports_help, imports_search = import_times(VECPIPE + ["--help"]), import_times(search)
+    text = report(args, help_times, search_times, imports_help, imports_search, model_load_costs(args.repeat))
+    publish(text, args.write, SECTION)  # bench/sections.py; a script's own directory is on sys.path
+
+
+if __name__ == "__main__":
+    main()
