@@ -342,16 +342,33 @@ def test_binary_index_from_floats_holds_what_vecpipe_quantize_gives(corpus, tmp_
     assert np.allclose(got, -np.sort(-expected, axis=1)[:, :5])
 
 
-def test_int8_index_scores_are_integer_dot_products(corpus, tmp_path):
+def test_int8_index_scores_float_queries_against_bucket_centres(corpus, tmp_path):
     build_index(tmp_path / "idx", batches(corpus), BuildOptions(quantize="int8"))
     calibration = Calibration.load(str(current_generation(tmp_path / "idx") / "calibration.npz"))
-    codes = quantize_batch(next(batches(corpus, size=600)), "int8", calibration).matrix.astype(np.int64)
+    codes = quantize_batch(next(batches(corpus, size=600)), "int8", calibration).matrix.astype(np.float64)
+    start, stop = calibration.ranges.astype(np.float64)
+    step = (stop - start) / 255
+    centres = start + (codes + 128.5) * step  # bucket b = code + 128 spans [start + b*step, start + (b+1)*step)
+    queries = corpus[:2] / np.linalg.norm(corpus[:2], axis=1, keepdims=True)
     with VectorIndex.open(tmp_path / "idx") as index:
         hits = index.search(corpus[:2], k=4, provenance=PROVENANCE).hits
+    expected = queries @ centres.T
+    for row, hit_row in zip(expected, hits):
+        np.testing.assert_allclose([h.score for h in hit_row], np.sort(row)[::-1][:4], rtol=1e-5)
+    assert np.abs(expected - queries @ corpus.T).max() < 0.02  # dequantized scores stay near the float cosines
+    assert index_info(tmp_path / "idx")["calibration_sha256"] == calibration.sha256
+
+
+def test_int8_index_scores_int8_queries_by_integer_dot_products(corpus, tmp_path):
+    build_index(tmp_path / "idx", batches(corpus), BuildOptions(quantize="int8"))
+    calibration = Calibration.load(str(current_generation(tmp_path / "idx") / "calibration.npz"))
+    quantized = quantize_batch(next(batches(corpus, size=600)), "int8", calibration)
+    codes = quantized.matrix.astype(np.int64)
+    with VectorIndex.open(tmp_path / "idx") as index:
+        hits = index.search(quantized.matrix[:2], k=4, provenance=quantized.provenance).hits
     expected = codes[:2] @ codes.T
     for row, hit_row in zip(expected, hits):
         assert [h.score for h in hit_row] == sorted(row.tolist(), reverse=True)[:4]
-    assert index_info(tmp_path / "idx")["calibration_sha256"] == calibration.sha256
 
 
 def test_rescore_reranks_binary_candidates_with_floats(corpus, tmp_path):

@@ -19,8 +19,9 @@ refused.
 
 Hits are JSONL `{"query_id", "rank", "id", "score", ...stored fields}` when piped, a table on a
 terminal, or a TREC run with --format trec. Scores are higher-is-better: cosine similarity,
-inner product, the negative Euclidean distance for l2, 1 - 2*hamming/bits for binary indexes
-and the integer dot product for int8 ones.
+inner product, the negative Euclidean distance for l2, 1 - 2*hamming/bits for binary indexes;
+for int8 ones, the dot product of the (unit) query with each document's dequantized codes, or the
+integer dot product when the queries are int8 records themselves.
 
 Examples:
 
