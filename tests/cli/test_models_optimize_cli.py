@@ -28,6 +28,20 @@ def test_optimize_int8_into_the_cache_then_embed_with_name_colon_int8(home, tiny
     assert provenance["model"] == "tiny-bert:int8" and provenance["variant"] == "int8"
 
 
+def test_an_int8_index_embeds_queries_with_int8_and_refuses_fp32_vectors(home, tiny_checkpoint, tmp_path):
+    runner.invoke(app, ["models", "path", str(tiny_checkpoint)])  # cache tiny-bert, the variant's base
+    texts = "red apples\ngreen pears\nblue whales\n"
+    int8_vectors = runner.invoke(app, ["embed", "-m", "tiny-bert:int8", "-q"], texts).stdout
+    index = str(tmp_path / "int8.idx")
+    assert runner.invoke(app, ["index", "build", "-o", index, "-q"], int8_vectors).exit_code == 0
+    hits = runner.invoke(app, ["search", index, "blue whales", "-k", "1"])
+    assert hits.exit_code == 0, hits.output
+    assert json.loads(hits.stdout)["id"] == 2  # the query was embedded with the same int8 variant
+    fp32_vectors = runner.invoke(app, ["embed", "-m", "tiny-bert", "-q"], "blue whales\n").stdout
+    refused = runner.invoke(app, ["search", index], fp32_vectors)
+    assert refused.exit_code != 0 and "tiny-bert:int8" in refused.stderr
+
+
 def test_optimize_to_a_directory_with_own_calibration(home, tiny_model_dir, tmp_path):
     texts = tmp_path / "calibration.txt"
     texts.write_text("first calibration text\nsecond one, a little longer than the first\n")
