@@ -102,7 +102,16 @@ def _copy_model_dir(src, dst, model):
     return dst
 
 
-def test_int8_variant_manifest_and_graph(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("graph_form, quantized_ops", [
+    ("plain", {"DynamicQuantizeMatMul"}),
+    ("fused", {"DynamicQuantizeMatMul", "QAttention", "DynamicQuantizeLinear"}),
+])
+def test_int8_variant_manifest_and_graph(tiny_checkpoint, tmp_path, graph_form, quantized_ops):
+    from vecpipe.core.convert import convert
+
+    tiny_model_dir = tmp_path / "fp32"
+    tiny_model_dir.mkdir()
+    convert(tiny_checkpoint, tiny_model_dir, "tiny-bert", graph_form=graph_form)
     out = tmp_path / "int8"
     out.mkdir()
     manifest = optimize.make_variant(tiny_model_dir, out, "int8")
@@ -111,7 +120,7 @@ def test_int8_variant_manifest_and_graph(tiny_model_dir, tmp_path):
     assert manifest["quantization"]["calibration_texts"] > 20 and len(manifest["quantization"]["calibration_sha256"]) == 64
     registry.verify_model_dir(out)
     graph = onnx.load(str(out / "model.onnx")).graph
-    assert {"DynamicQuantizeMatMul", "QAttention", "DynamicQuantizeLinear"} <= {node.op_type for node in graph.node}
+    assert quantized_ops <= {node.op_type for node in graph.node}
     assert optimize.quantized_inputs(onnx.load(str(out / "model.onnx"))) == {}  # no float weight left to multiply
     int8, fp32 = Model(out), Model(tiny_model_dir)
     assert int8.provenance()["model"] == "tiny-bert:int8" and int8.provenance()["variant"] == "int8"

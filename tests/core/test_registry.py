@@ -43,18 +43,30 @@ def test_corrupt_cache_entry_is_converted_again(home, tiny_checkpoint):
     registry.verify_model_dir(again)
 
 
-def test_cache_entry_from_before_the_fused_graph_is_converted_again(home, tiny_checkpoint):
+def test_cache_entry_in_another_graph_form_is_converted_again(home, tiny_checkpoint):
+    from vecpipe.core.convert import convert
+
+    old = registry.cache_path("tiny-bert")
+    old.mkdir(parents=True)
+    convert(tiny_checkpoint, old, "tiny-bert", graph_form="fused")
+    notes = []
+    again = registry.resolve(str(tiny_checkpoint), notify=notes.append)
+    assert any("is the fused graph; converting it again as the plain graph" in n for n in notes)
+    assert registry.verify_model_dir(again)["graph"] == "plain"
+    later = []
+    assert registry.resolve(str(tiny_checkpoint), notify=later.append) == again and later == []  # converted once
+
+
+def test_cache_entry_from_before_graph_forms_is_kept_as_plain(home, tiny_checkpoint):
     from vecpipe.core.convert import convert
 
     old = registry.cache_path("tiny-bert")
     old.mkdir(parents=True)
     manifest = convert(tiny_checkpoint, old, "tiny-bert", graph_form="plain")
-    manifest.pop("graph")  # caches written before the fused graph carry no "graph" key
+    manifest.pop("graph")  # written before graph forms existed
     (old / "vecpipe.json").write_text(json.dumps(manifest))
     notes = []
-    again = registry.resolve(str(tiny_checkpoint), notify=notes.append)
-    assert any("predates vecpipe's fused graph" in n for n in notes)
-    assert registry.verify_model_dir(again)["graph"] == "fused"
+    assert registry.resolve(str(tiny_checkpoint), notify=notes.append) == old and notes == []
 
 
 def test_user_model_directory_with_bad_hash_is_refused(tmp_path, tiny_model_dir):

@@ -10,7 +10,7 @@ from a base model directory. Its manifest keeps the base's settings and adds:
 - `quantization`: how the weights were quantized, for reproduction.
 
 int8 replaces every MatMul with a constant weight by onnxruntime's DynamicQuantizeMatMul
-and the fused Attention by DynamicQuantizeLinear + QAttention: int8 weights with one scale
+and, in a fused base graph, Attention by DynamicQuantizeLinear + QAttention: int8 weights with one scale
 per output column, uint8 activations with one scale per tensor, found at run time.
 Two measured problems shape it:
 

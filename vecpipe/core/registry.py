@@ -224,10 +224,11 @@ def _cached_or_convert(ckpt: Path, name: str, layers: int | None, source: dict, 
 
 
 def _converted_by_current_vecpipe(manifest: dict, notify: Notify) -> bool:
-    """False for a cache entry in an older graph form (before the fused graph), which is converted again once."""
-    if manifest.get("graph", "plain") == DEFAULT_GRAPH:
+    """False for a cache entry in another graph form than the default, which is converted again once."""
+    form = manifest.get("graph", "plain")  # entries from before graph forms existed are plain
+    if form == DEFAULT_GRAPH:
         return True
-    notify(f"cached {manifest.get('name')} predates vecpipe's fused graph; converting it again (faster, same vectors)")
+    notify(f"cached {manifest.get('name')} is the {form} graph; converting it again as the {DEFAULT_GRAPH} graph, the default (faster, same vectors)")
     return False
 
 
