@@ -22,7 +22,7 @@ from typing import Iterable
 import numpy as np
 
 from vecpipe.core.errors import IndexStoreError, UsageError
-from vecpipe.core.quantize import BUCKETS, SCALAR_PRECISIONS, Calibration, quantize
+from vecpipe.core.quantize import SCALAR_PRECISIONS, Calibration, bucket_grid, quantize
 from vecpipe.core.scoring import dtype_of, exact_float_search, float_scores, is_float, normalize_rows, top_k
 from vecpipe.formats.vectors import PACKED_DTYPES, stored_width
 
@@ -295,9 +295,7 @@ class _DequantizedScorer:
 
     def __init__(self, matrix: np.ndarray, dtype: str, ranges: np.ndarray):
         self.matrix = matrix
-        starts = ranges[0].astype(np.float64)
-        steps = (ranges[1].astype(np.float64) - starts) / BUCKETS
-        steps[steps == 0] = 1  # as quantize() does for a constant dimension
+        starts, steps = (part.astype(np.float64) for part in bucket_grid(ranges))
         offset = (128.5 if dtype == "int8" else 0.5) * steps  # int8 codes are buckets - 128
         self.steps, self.centre_base = steps, starts + offset
         self.block_rows = max(256, _BLOCK_BYTES // (matrix.shape[1] * 4))

@@ -138,12 +138,17 @@ def quantize(matrix: np.ndarray, precision: str, ranges: np.ndarray | None = Non
     return packed if precision == "ubinary" else (packed - 128).astype(np.int8)
 
 
-def _scalar(matrix: np.ndarray, ranges: np.ndarray, precision: str) -> np.ndarray:
+def bucket_grid(ranges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each dimension's first bucket start and bucket width (1 for a constant dimension), in float32."""
     # The same operations, in the same float32 order, as sentence-transformers: bit-identical buckets.
     ranges = ranges.astype(np.float32, copy=False)
     starts = ranges[0, :]
     steps = (ranges[1, :] - starts) / BUCKETS
-    steps = np.where(steps == 0, 1, steps)
+    return starts, np.where(steps == 0, 1, steps)
+
+
+def _scalar(matrix: np.ndarray, ranges: np.ndarray, precision: str) -> np.ndarray:
+    starts, steps = bucket_grid(ranges)
     buckets = np.clip(np.floor((matrix - starts) / steps), 0, BUCKETS)
     return buckets.astype(np.uint8) if precision == "uint8" else (buckets - 128).astype(np.int8)
 
