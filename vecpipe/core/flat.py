@@ -23,7 +23,15 @@ import numpy as np
 
 from vecpipe.core.errors import IndexStoreError, UsageError
 from vecpipe.core.quantize import SCALAR_PRECISIONS, Calibration, bucket_grid, quantize
-from vecpipe.core.scoring import dtype_of, exact_float_search, float_scores, is_float, normalize_rows, top_k
+from vecpipe.core.scoring import (
+    best_positions,
+    dtype_of,
+    exact_float_search,
+    float_scores,
+    is_float,
+    normalize_rows,
+    top_k,
+)
 from vecpipe.formats.vectors import PACKED_DTYPES, stored_width
 
 VECTORS_FILE = "vectors.npy"
@@ -33,6 +41,7 @@ QUANTIZE_TO = ("int8", "uint8", "binary", "ubinary")
 RESCORE_METRIC = "cosine"
 _BLOCK_BYTES = 1 << 20  # per scoring block: about an L2 cache
 _QUERY_CHUNK = 16  # queries scored together against each block
+_HAMMING_BLOCK_BYTES = 4 << 20  # of xor'd words per Hamming block: fewer, longer numpy calls
 
 
 def _load_matrix(path: Path) -> np.ndarray:
@@ -210,12 +219,8 @@ class FlatIndex:
 
     def _code_search(self, codes: np.ndarray, rows, k: int, dequantized: bool = False) -> tuple[np.ndarray, np.ndarray]:
         scorer = self._scorer(None if rows is None else self.codes[rows], dequantized)
-        out_labels, out_scores = [], []
-        for start in range(0, len(codes), _QUERY_CHUNK):
-            positions, keys = top_k(scorer.keys(codes[start : start + _QUERY_CHUNK]), k)
-            out_labels.append(positions if rows is None else rows[positions])
-            out_scores.append(scorer.scores(keys))
-        return np.concatenate(out_labels).astype(np.int64), np.concatenate(out_scores)
+        positions, scores = scorer.top(codes, k)
+        return (positions if rows is None else rows[positions]).astype(np.int64), scores
 
     def _scorer(self, matrix: np.ndarray | None, dequantized: bool = False):
         """A scorer for `matrix`, or (kept for later batches) for every row when None."""
@@ -245,35 +250,50 @@ class FlatIndex:
 class _HammingScorer:
     """1 - 2·hamming/bits for packed bits: the cosine of the ±1 sign vectors, higher is better.
 
-    The codes are kept word-major (one contiguous array per 64-bit word of the rows), and each
-    query runs xor, popcount and add over a cache-sized block of rows into preallocated buffers:
-    three passes over a few machine words per row, about 10x less work than a float dot product."""
+    The codes are kept word-major (one contiguous array per 64-bit word of the rows), so a query
+    is one xor and one popcount call over a large block of every word, and the per-word counts
+    are summed in uint8 as far as they cannot overflow: few, long numpy calls, since each call's
+    fixed cost is what dominates at this size (bench/RESULTS.md)."""
 
     def __init__(self, matrix: np.ndarray, dim: int):
         self.columns = np.ascontiguousarray(_as_words(np.asarray(matrix).view(np.uint8)).T)
         self.dim = dim
-        self.block_rows = max(1024, _BLOCK_BYTES // 4 // self.columns.itemsize)
+        words, rows = self.columns.shape
+        self.block_rows = max(1024, min(rows, _HAMMING_BLOCK_BYTES // (words * self.columns.itemsize)))
+        self._xor = np.empty((words, self.block_rows), dtype=self.columns.dtype)
+        self._counts = np.empty((words, self.block_rows), dtype=np.uint8)
+        words_per_byte_sum = 255 // (8 * self.columns.itemsize)  # word counts that fit in a uint8 sum
+        self._groups = [range(start, min(start + words_per_byte_sum, words)) for start in range(0, words, words_per_byte_sum)]
+        self._distance_type = np.uint16 if dim < 2**16 else np.uint32
 
-    def keys(self, codes: np.ndarray) -> np.ndarray:
-        """bits - 2·hamming per row: an integer that ranks like the score, cheap to select on."""
+    def top(self, codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Row positions and scores of the k nearest rows to each packed query, best first."""
         queries = _as_words(np.ascontiguousarray(codes).view(np.uint8))
+        k = min(k, self.columns.shape[1])
+        positions = np.zeros((len(queries), k), dtype=np.int64)
+        scores = np.zeros((len(queries), k), dtype=np.float32)
+        for i, query in enumerate(queries):
+            distances = self.distances(query)
+            positions[i] = best_positions(distances, k, smallest=True)
+            scores[i] = 1.0 - 2.0 * distances[positions[i]] / self.dim
+        return positions, scores
+
+    def distances(self, query: np.ndarray) -> np.ndarray:
+        """The Hamming distance from one query (its words) to every row."""
         rows = self.columns.shape[1]
-        distances = np.empty((len(queries), rows), dtype=np.uint16)
-        xor = np.empty(min(rows, self.block_rows), dtype=self.columns.dtype)
-        count = np.empty(len(xor), dtype=np.uint8)
+        out = np.empty(rows, dtype=self._distance_type)
         for start in range(0, rows, self.block_rows):
             stop = min(start + self.block_rows, rows)
-            width = stop - start
-            for query, total in zip(queries, distances[:, start:stop]):
-                total[:] = 0
-                for word, column in zip(query, self.columns):
-                    np.bitwise_xor(column[start:stop], word, out=xor[:width])
-                    np.bitwise_count(xor[:width], out=count[:width])
-                    total += count[:width]
-        return self.dim - 2 * distances.astype(np.int32)
-
-    def scores(self, keys: np.ndarray) -> np.ndarray:
-        return (keys / self.dim).astype(np.float32)
+            xor, counts = self._xor[:, : stop - start], self._counts[:, : stop - start]
+            np.bitwise_xor(self.columns[:, start:stop], query[:, None], out=xor)
+            np.bitwise_count(xor, out=counts)
+            total = out[start:stop]
+            for n, group in enumerate(self._groups):
+                partial = counts[group[0]]
+                for word in group[1:]:
+                    np.add(partial, counts[word], out=partial)
+                np.add(total, partial, out=total) if n else np.copyto(total, partial)
+        return out
 
 
 def _as_words(packed: np.ndarray) -> np.ndarray:
@@ -284,7 +304,20 @@ def _as_words(packed: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(packed)
 
 
-class _DequantizedScorer:
+class _MatmulScorer:
+    """Scorers whose keys come from a matmul over blocks of rows: queries go in chunks, so each
+    block of codes is read once for several queries."""
+
+    def top(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        out_positions, out_scores = [], []
+        for start in range(0, len(queries), _QUERY_CHUNK):
+            positions, keys = top_k(self.keys(queries[start : start + _QUERY_CHUNK]), k)
+            out_positions.append(positions)
+            out_scores.append(self.scores(keys))
+        return np.concatenate(out_positions), np.concatenate(out_scores)
+
+
+class _DequantizedScorer(_MatmulScorer):
     """Float queries against int8/uint8 codes read as their bucket centres: the dot product with
     start + (bucket + 0.5)·step per dimension, so a score is close to the float cosine.
 
@@ -313,7 +346,7 @@ class _DequantizedScorer:
         return keys.astype(np.float32)
 
 
-class _DotScorer:
+class _DotScorer(_MatmulScorer):
     """The integer dot product of codes, computed by BLAS in a float type that holds it exactly."""
 
     def __init__(self, matrix: np.ndarray, dtype: str, dim: int):

@@ -11,6 +11,8 @@ import numpy as np
 
 from vecpipe.formats.vectors import FLOAT_DTYPES
 
+_BOUND_SAMPLE = 2048  # values sampled per row to bound the k-th best: ~25k/n·k candidates on n rows
+
 
 def dtype_of(provenance: dict) -> str:
     """A vector record's dtype: provenance omits it for float32."""
@@ -53,10 +55,31 @@ def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     for i, row in enumerate(scores):
         if k == 0:
             break
-        kth = np.partition(row, len(row) - k)[len(row) - k]
-        candidates = np.flatnonzero(row >= kth)  # ascending, with every tie at the k-th score
-        positions[i] = candidates[np.lexsort((candidates, -row[candidates]))[:k]]
+        positions[i] = best_positions(row, k)
     return positions, np.take_along_axis(scores, positions, axis=1)
+
+
+def best_positions(row: np.ndarray, k: int, smallest: bool = False) -> np.ndarray:
+    """Positions of the k largest (or smallest) values of `row`, best first, ties to the lower position.
+
+    The k-th best of an evenly spaced sample is never better than the k-th best of the whole row,
+    so only the few positions at or beyond it are sorted: two passes over the row, no full partition."""
+    stride = max(1, len(row) // max(_BOUND_SAMPLE, k))
+    sample = row[::stride].astype(_selection_type(row.dtype))  # at least k values
+    if smallest:
+        bound = np.partition(sample, k - 1)[k - 1]
+        candidates = np.flatnonzero(row <= bound)
+        order = np.argsort(row[candidates], kind="stable")
+    else:
+        bound = np.partition(sample, len(sample) - k)[len(sample) - k]
+        candidates = np.flatnonzero(row >= bound)
+        order = np.argsort(-row[candidates], kind="stable")
+    return candidates[order[:k]]  # candidates ascend, so the stable sort keeps ties in position order
+
+
+def _selection_type(dtype: np.dtype) -> np.dtype:
+    """Small unsigned integers (Hamming distances) partition several times faster as int32."""
+    return np.dtype(np.int32) if dtype.kind == "u" and dtype.itemsize < 4 else dtype
 
 
 def exact_float_search(metric: str, queries: np.ndarray, vectors: np.ndarray, labels: np.ndarray, k: int):
