@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from sections import compile_bytecode, publish
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data"
@@ -98,6 +99,18 @@ def timed(fn, repeat: int = 1) -> tuple[float, object]:
     return best, result
 
 
+def timed_together(*fns, rounds: int = 5) -> list[float]:
+    """Best seconds of each function over `rounds` rounds that run them in turn, so that a slow
+    spell of this shared machine falls on every one of them rather than on one."""
+    best = [float("inf")] * len(fns)
+    for _ in range(rounds):
+        for i, fn in enumerate(fns):
+            started = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - started)
+    return best
+
+
 def recall(found: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found, truth)]))
 
@@ -118,9 +131,10 @@ def bench_build(corpus, texts, provenance, work: Path) -> tuple[list[str], objec
         index.add_items(corpus, np.arange(len(corpus)))
         return index
 
-    raw_s, raw_index = timed(raw)
+    raw_s, raw_index = timed(raw, repeat=2)
     save_s, _ = timed(lambda: raw_index.save_index(str(work / "raw.bin")))
-    ours_s, _ = timed(lambda: build_index(work / "idx", batches(corpus, texts, provenance)))
+    targets = iter([work / "idx", work / "idx-again"])  # best of two builds, like raw's
+    ours_s, _ = timed(lambda: build_index(next(targets), batches(corpus, texts, provenance)), repeat=2)
     rows = [
         "| build | seconds | vs raw add_items |",
         "|---|---|---|",
@@ -138,9 +152,9 @@ def bench_queries(raw_index, path: Path, queries, truth) -> list[str]:
     with VectorIndex.open(path) as index:
         for ef in EF_SWEEP:
             raw_index.set_ef(ef)
-            raw_s, (labels, _) = timed(lambda: raw_index.knn_query(queries, k=K), repeat=3)
-            ours_s, result = timed(lambda: index.search(queries, k=K, ef=ef), repeat=3)
-            ours = np.array([[hit.id for hit in row] for row in result.hits])
+            raw_s, ours_s = timed_together(lambda: raw_index.knn_query(queries, k=K), lambda: index.search(queries, k=K, ef=ef), rounds=3)
+            labels, _ = raw_index.knn_query(queries, k=K)
+            ours = np.array([[hit.id for hit in row] for row in index.search(queries, k=K, ef=ef).hits])
             rows.append(
                 f"| {ef} | {len(queries) / raw_s:.0f} | {recall(labels, truth):.4f} | {len(queries) / ours_s:.0f} "
                 f"| {recall(ours, truth):.4f} | {raw_s / ours_s:.2f} |"
@@ -162,37 +176,45 @@ def bench_order(corpus, texts, provenance, queries, truth, work: Path) -> list[s
 
 
 def bench_binary(corpus, texts, provenance, queries, work: Path) -> list[str]:
-    from vecpipe.core.index import BuildOptions, VectorIndex, build_index
+    from vecpipe.core.index import BuildOptions, SearchRequest, VectorIndex, build_index
 
     path = work / "binary"
     build_index(path, batches(corpus, texts, provenance), BuildOptions(quantize="binary", keep_float=True))
-    rows = ["| search (one query at a time) | ms per query | vs --exact |", "|---|---|---|"]
+    rows = ["| search (one query at a time) | ms per query | vs float |", "|---|---|---|"]
     with VectorIndex.open(path) as index:
         single = queries[:200]
-        numpy_s, _ = timed(lambda: [np.argpartition(-(corpus @ q), K)[:K] for q in single], repeat=3)
-        float_s, _ = timed(lambda: [index.search(q[None], k=K, exact=True) for q in single], repeat=3)
-        binary_s, _ = timed(lambda: [index.search(q[None], k=K) for q in single], repeat=3)
-        rescore_s, _ = timed(lambda: [index.search(q[None], k=K, rescore=4) for q in single], repeat=3)
+        backend, exact, codes = index.backend, SearchRequest(K, K, None, True, None), SearchRequest(K, K, None, False, None)
+        numpy_s, float_core_s, binary_core_s, float_s, binary_s, rescore_s = timed_together(
+            lambda: [np.argpartition(-(corpus @ q), K)[:K] for q in single],
+            lambda: [backend.search(q[None], "float32", exact, index.meta) for q in single],
+            lambda: [backend.search(q[None], "float32", codes, index.meta) for q in single],
+            lambda: [index.search(q[None], k=K, exact=True) for q in single],
+            lambda: [index.search(q[None], k=K) for q in single],
+            lambda: [index.search(q[None], k=K, rescore=4) for q in single],
+        )
     timings = (
-        ("numpy float brute force (matmul + argpartition, no metadata)", numpy_s),
-        ("vecpipe float brute force (--exact)", float_s),
-        ("vecpipe binary Hamming", binary_s),
-        ("vecpipe binary + rescore 4", rescore_s),
+        ("numpy float brute force (matmul + argpartition)", numpy_s, numpy_s),
+        ("scoring + top-k: float brute force over the stored floats", float_core_s, float_core_s),
+        ("scoring + top-k: binary Hamming", binary_core_s, float_core_s),
+        ("whole search with hits: float brute force (--exact)", float_s, float_s),
+        ("whole search with hits: binary Hamming", binary_s, float_s),
+        ("whole search with hits: binary + rescore 4", rescore_s, float_s),
     )
-    for name, seconds in timings:
-        rows.append(f"| {name} | {seconds / len(single) * 1e3:.2f} | {float_s / seconds:.1f}x |")
+    for name, seconds, baseline in timings:
+        rows.append(f"| {name} | {seconds / len(single) * 1e3:.3f} | {baseline / seconds:.1f}x |")
     return rows
 
 
 def bench_one_off(path: Path, runs: int = 10) -> list[str]:
     command = [str(REPO / ".venv" / "bin" / "vecpipe"), "search", str(path), "how do I copy files to another machine", "-k", "5"]
     subprocess.run(command, capture_output=True, check=True)  # converts the model on a first run
+    compile_bytecode()
     walls = []
     for _ in range(runs):
         started = time.perf_counter()
         subprocess.run(command, capture_output=True, check=True)
         walls.append(time.perf_counter() - started)
-    return [f"One-off `vecpipe search DIR \"text\" -k 5`, stdout piped: p50 {statistics.median(walls):.3f} s, "
+    return [f"One-off `vecpipe search DIR \"text\" -k 5`, stdout piped, sources byte-compiled: p50 {statistics.median(walls):.3f} s, "
             f"min {min(walls):.3f} s, max {max(walls):.3f} s over {runs} runs."]
 
 
@@ -215,25 +237,13 @@ def report(cache: Path, limit: int | None) -> str:
             "\n".join(bench_queries(raw_index, work / "idx", queries, truth)),
             "Insertion order (input order here is grouped by source: man pages, then SciFact, SICK-R, Banking77):",
             "\n".join(bench_order(corpus, texts, provenance, queries, truth, work)),
-            "Binary flat index:",
+            "Binary flat index against float brute force on the same vectors. \"scoring + top-k\" is the "
+            "index's own search (labels and scores); \"whole search\" adds what both share: the request checks and "
+            "each hit's id and stored fields from SQLite (~0.06 ms a query):",
             "\n".join(bench_binary(corpus, texts, provenance, queries, work)),
             "\n".join(bench_one_off(work / "idx")),
         ]
     return "\n\n".join(parts) + "\n"
-
-
-def write_section(path: Path, text: str) -> None:
-    """Replace this benchmark's section of `path`, keeping what other benchmarks wrote."""
-    from vecpipe.core.atomic import write_bytes_atomic
-
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    block = f"{SECTION[0]}\n{text}{SECTION[1]}\n"
-    if SECTION[0] in old:
-        before, rest = old.split(SECTION[0], 1)
-        new = before + block + rest.split(SECTION[1], 1)[1].lstrip("\n")
-    else:
-        new = old.rstrip("\n") + "\n\n" + block
-    write_bytes_atomic(path, new.encode())
 
 
 def main() -> None:
@@ -242,10 +252,7 @@ def main() -> None:
     parser.add_argument("--write", type=Path, help="Also put the report in this markdown file (its own section).")
     parser.add_argument("--limit", type=int, help="Only the first N texts and queries (a quick check of the script).")
     args = parser.parse_args()
-    text = report(args.cache, args.limit)
-    print(text)
-    if args.write:
-        write_section(args.write, text)
+    publish(report(args.cache, args.limit), args.write, SECTION)  # bench/sections.py, beside this script
 
 
 if __name__ == "__main__":

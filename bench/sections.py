@@ -1,7 +1,19 @@
-"""bench/RESULTS.md is shared: each benchmark owns the part between its own begin/end markers."""
+"""Shared by the benchmarks. bench/RESULTS.md is shared too: each benchmark owns the part
+between its own begin/end markers."""
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def compile_bytecode() -> None:
+    """Byte-compile vecpipe's sources before timing whole processes, as `pip install` does for an
+    installed package: an editable checkout under PYTHONDONTWRITEBYTECODE=1 (this sandbox sets it)
+    would otherwise recompile every module on every run (~45 ms of a one-off search)."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "vecpipe")], check=True)
 
 
 def write_section(path: Path, text: str, markers: tuple[str, str]) -> None:
