@@ -21,6 +21,7 @@ from vecpipe.core.errors import IndexStoreError, UsageError
 META_FILE = "meta.sqlite"
 _SCHEMA = "CREATE TABLE items (label INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, fields BLOB NOT NULL)"
 _SQL_VARS = 900  # stay under SQLite's limit on bound parameters per statement
+_MMAP_BYTES = 1 << 40  # the whole store (address space, not memory); SQLite caps it at its build maximum
 
 
 def id_key(record_id) -> str:
@@ -68,6 +69,9 @@ class MetaStore:
         uri = f"file:{path.as_posix()}?mode=ro&immutable=1"
         try:
             conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+            # Pages read through a memory map instead of a read() call each: a search's hits
+            # come ~25% faster (bench/RESULTS.md). Safe because a published file never changes.
+            conn.execute(f"PRAGMA mmap_size={_MMAP_BYTES}")
             conn.execute("SELECT 1 FROM items LIMIT 1")
         except sqlite3.DatabaseError as exc:
             raise IndexStoreError(f"metadata store is unreadable ({exc})", str(path)) from None
