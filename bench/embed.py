@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sections import publish
+from sections import compile_bytecode, publish
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -217,6 +217,7 @@ def main() -> None:
     peers_python, peers_note = peers_python_or_note()
     for model in (FP32, INT8):  # first-use conversion and quantization are not what is timed
         subprocess.run(vecpipe_command() + ["models", "path", model], check=True, capture_output=True)
+    compile_bytecode()
     with tempfile.TemporaryDirectory(prefix="vecpipe-bench-") as tmp:
         results = [bench_corpus(corpus, args, Path(tmp), peers_python) for corpus in CORPORA]
     ndcg = {} if args.no_ndcg else {model: scifact_ndcg(model) for model in (FP32, INT8)}
