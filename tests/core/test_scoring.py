@@ -67,3 +67,15 @@ def test_hamming_top_scores_are_sign_cosines_and_span_blocks(monkeypatch):
         cosines = plus_minus @ plus_minus[query] / 128
         assert row.tolist() == reference_best(cosines, 5, smallest=False).tolist()
         assert np.allclose(row_scores, cosines[row])
+
+
+def test_hamming_searches_from_several_threads_agree_with_one_thread():
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(2)
+    packed = np.packbits(rng.random((20000, 256)) < 0.5, axis=1)
+    scorer = _HammingScorer(packed, 256)
+    alone = [scorer.top(query[None, :], 10)[0].tolist() for query in packed[:64]]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda query: scorer.top(query[None, :], 10)[0].tolist(), packed[:64]))
+    assert together == alone

@@ -16,6 +16,7 @@ Rows are labels: writes compact deleted rows away and the meta store is renumber
 """
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Iterable
 
@@ -260,8 +261,7 @@ class _HammingScorer:
         self.dim = dim
         words, rows = self.columns.shape
         self.block_rows = max(1024, min(rows, _HAMMING_BLOCK_BYTES // (words * self.columns.itemsize)))
-        self._xor = np.empty((words, self.block_rows), dtype=self.columns.dtype)
-        self._counts = np.empty((words, self.block_rows), dtype=np.uint8)
+        self._buffers = threading.local()  # per thread: reused across queries, as fresh ones would page-fault
         words_per_byte_sum = 255 // (8 * self.columns.itemsize)  # word counts that fit in a uint8 sum
         self._groups = [range(start, min(start + words_per_byte_sum, words)) for start in range(0, words, words_per_byte_sum)]
         self._distance_type = np.uint16 if dim < 2**16 else np.uint32
@@ -280,19 +280,25 @@ class _HammingScorer:
 
     def distances(self, query: np.ndarray) -> np.ndarray:
         """The Hamming distance from one query (its words) to every row."""
-        rows = self.columns.shape[1]
+        words, rows = self.columns.shape
+        if not hasattr(self._buffers, "xor"):
+            self._buffers.xor = np.empty((words, self.block_rows), dtype=self.columns.dtype)
+            self._buffers.counts = np.empty((words, self.block_rows), dtype=np.uint8)
         out = np.empty(rows, dtype=self._distance_type)
         for start in range(0, rows, self.block_rows):
             stop = min(start + self.block_rows, rows)
-            xor, counts = self._xor[:, : stop - start], self._counts[:, : stop - start]
+            xor, counts = self._buffers.xor[:, : stop - start], self._buffers.counts[:, : stop - start]
             np.bitwise_xor(self.columns[:, start:stop], query[:, None], out=xor)
             np.bitwise_count(xor, out=counts)
             total = out[start:stop]
             for n, group in enumerate(self._groups):
-                partial = counts[group[0]]
+                partial = counts[group[0]]  # summed in place: each word's counts are read once
                 for word in group[1:]:
                     np.add(partial, counts[word], out=partial)
-                np.add(total, partial, out=total) if n else np.copyto(total, partial)
+                if n == 0:
+                    np.copyto(total, partial)
+                else:
+                    np.add(total, partial, out=total)
         return out
 
 

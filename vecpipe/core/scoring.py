@@ -11,7 +11,7 @@ import numpy as np
 
 from vecpipe.formats.vectors import FLOAT_DTYPES
 
-_BOUND_SAMPLE = 2048  # values sampled per row to bound the k-th best: ~25k/n·k candidates on n rows
+_BOUND_SAMPLE = 2048  # values sampled per row to bound the k-th best: about k·n/2048 candidates on n rows
 
 
 def dtype_of(provenance: dict) -> str:
