@@ -24,14 +24,15 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from vecpipe.core.atomic import make_temp_dir_beside, storage_error
-from vecpipe.core.convert import DEFAULT_GRAPH, MANIFEST, MANIFEST_VERSION, convert, is_checkpoint_dir
+from vecpipe.core.convert import DEFAULT_GRAPH, MANIFEST, MANIFEST_VERSION, MODEL_DIR_FILES, convert, is_checkpoint_dir
 from vecpipe.core.errors import ModelError
 from vecpipe.core.hashing import sha256_file
 from vecpipe.core.paths import models_dir
 from vecpipe.core.stamps import stamped_sha256
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
-MODEL_FILES = ("model.onnx", "tokenizer.json")
+_MODEL_DIR = (MANIFEST, *MODEL_DIR_FILES)  # the files that make each kind of directory
+_CHECKPOINT_DIR = ("config.json", "model.safetensors", "tokenizer.json")
 
 
 @dataclass(frozen=True)
@@ -272,8 +273,8 @@ def resolve(name: str | None = None, layers: int | None = None, notify: Notify =
         return cached
     if path.is_dir():
         raise ModelError(
-            "neither a vecpipe model directory (vecpipe.json, model.onnx, tokenizer.json) nor a "
-            "sentence-transformers checkpoint (config.json, model.safetensors, tokenizer.json): "
+            f"neither a vecpipe model directory ({', '.join(_MODEL_DIR)}) nor a "
+            f"sentence-transformers checkpoint ({', '.join(_CHECKPOINT_DIR)}): "
             f"it lacks {', '.join(_lacking(path))}",
             name,
         )
@@ -285,8 +286,8 @@ def resolve(name: str | None = None, layers: int | None = None, notify: Notify =
 
 def _lacking(path: Path) -> list[str]:
     """The files of the nearer of the two directory kinds that `path` does not have."""
-    model = [f for f in (MANIFEST, *MODEL_FILES) if not (path / f).exists()]
-    checkpoint = [f for f in ("config.json", "model.safetensors", "tokenizer.json") if not (path / f).exists()]
+    model = [f for f in _MODEL_DIR if not (path / f).exists()]
+    checkpoint = [f for f in _CHECKPOINT_DIR if not (path / f).exists()]
     return min(model, checkpoint, key=len)
 
 
