@@ -12,18 +12,18 @@ the three, so a slow spell of a shared machine falls on all of them.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import faiss
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # vecpipe without installing it
+from sections import timed_together  # noqa: E402  (bench/sections.py, beside this script)
 from vecpipe.core.flat import _as_words, _HammingScorer  # noqa: E402
 from vecpipe.core.quantize import quantize  # noqa: E402
 
 CACHE = Path.home() / ".cache" / "vecpipe-bench" / "index" / "all"
-K, QUERIES, ROUNDS = 10, 200, 5
+K, QUERIES = 10, 200
 
 
 def main() -> None:
@@ -39,12 +39,7 @@ def main() -> None:
         "faiss IndexBinaryFlat": lambda: [binary_index.search(q[None].view(np.uint8), K) for q in query_codes],
         "vecpipe Hamming distances + top-k": lambda: [scorer.top(q[None], K) for q in query_codes],
     }
-    best = dict.fromkeys(runs, float("inf"))
-    for _ in range(ROUNDS):
-        for name, run in runs.items():
-            started = time.perf_counter()
-            run()
-            best[name] = min(best[name], time.perf_counter() - started)
+    best = dict(zip(runs, timed_together(*runs.values())))
     _, faiss_labels = binary_index.search(query_codes.view(np.uint8), K)
     same = np.mean([set(a) == set(b) for a, b in zip(faiss_labels, (scorer.top(q[None], K)[0][0] for q in query_codes))])
     baseline = best["numpy float brute force"]

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from sections import compile_bytecode, publish
+from sections import compile_bytecode, publish, timed_together
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data"
@@ -98,18 +98,6 @@ def timed(fn, repeat: int = 1) -> tuple[float, object]:
         result = fn()
         best = min(best, time.perf_counter() - started)
     return best, result
-
-
-def timed_together(*fns, rounds: int = 5) -> list[float]:
-    """Best seconds of each function over `rounds` rounds that run them in turn, so that a slow
-    spell of this shared machine falls on every one of them rather than on one."""
-    best = [float("inf")] * len(fns)
-    for _ in range(rounds):
-        for i, fn in enumerate(fns):
-            started = time.perf_counter()
-            fn()
-            best[i] = min(best[i], time.perf_counter() - started)
-    return best
 
 
 def recall(found: np.ndarray, truth: np.ndarray) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,3 +37,15 @@ def publish(text: str, path: Path | None, markers: tuple[str, str]) -> None:
     print(text)
     if path is not None:
         write_section(path, text, markers)
+
+
+def timed_together(*fns, rounds: int = 5) -> list[float]:
+    """Best seconds of each function over `rounds` rounds that run them in turn, so that a slow
+    spell of this shared machine falls on every one of them rather than on one."""
+    best = [float("inf")] * len(fns)
+    for _ in range(rounds):
+        for i, fn in enumerate(fns):
+            started = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - started)
+    return best
