@@ -19,8 +19,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # vecpipe without installing it
 from sections import timed_together  # noqa: E402  (bench/sections.py, beside this script)
-from vecpipe.core.flat import _as_words, _HammingScorer  # noqa: E402
-from vecpipe.core.quantize import quantize  # noqa: E402
+from vecpipe.core.index.flat import _as_words, _HammingScorer  # noqa: E402
+from vecpipe.core.vectors.quantize import quantize  # noqa: E402
 
 CACHE = Path.home() / ".cache" / "vecpipe-bench" / "index" / "all"
 K, QUERIES = 10, 200

@@ -68,7 +68,7 @@ def embedded(cache: Path, limit: int | None) -> tuple[np.ndarray, list[str], np.
     cache = cache / (f"first-{limit}" if limit else "all")
     files = [cache / name for name in ("corpus.npy", "corpus.json", "queries.npy", PROVENANCE_FILE)]
     if not all(f.exists() for f in files):
-        from vecpipe.core.models import load_model
+        from vecpipe.core.models.model import load_model
 
         model = load_model()
         texts = corpus_texts()[:limit]
@@ -112,7 +112,7 @@ def exact_top(corpus: np.ndarray, queries: np.ndarray) -> np.ndarray:
 def bench_build(corpus, texts, provenance, work: Path) -> tuple[list[str], object]:
     import hnswlib
 
-    from vecpipe.core.index import build_index
+    from vecpipe.core.index.vector_index import build_index
 
     def raw():
         index = hnswlib.Index(space="cosine", dim=corpus.shape[1])
@@ -135,7 +135,7 @@ def bench_build(corpus, texts, provenance, work: Path) -> tuple[list[str], objec
 
 
 def bench_queries(raw_index, path: Path, queries, truth) -> list[str]:
-    from vecpipe.core.index import VectorIndex
+    from vecpipe.core.index.vector_index import VectorIndex
 
     rows = ["| ef | raw QPS | raw recall@10 | vecpipe QPS | vecpipe recall@10 | ratio |", "|---|---|---|---|---|---|"]
     with VectorIndex.open(path) as index:
@@ -152,7 +152,7 @@ def bench_queries(raw_index, path: Path, queries, truth) -> list[str]:
 
 
 def bench_order(corpus, texts, provenance, queries, truth, work: Path) -> list[str]:
-    from vecpipe.core.index import VectorIndex, WriteOptions, build_index
+    from vecpipe.core.index.vector_index import VectorIndex, WriteOptions, build_index
 
     rows = ["| order | " + " | ".join(f"recall@10 ef={ef}" for ef in EF_SWEEP[:4]) + " |", "|---" * 5 + "|"]
     for order in ("input", "random"):
@@ -166,7 +166,7 @@ def bench_order(corpus, texts, provenance, queries, truth, work: Path) -> list[s
 
 def bench_quantized(corpus, texts, provenance, queries, work: Path) -> list[str]:
     """Binary and int8 flat indexes against float brute force, one query at a time and in a batch (issue 4)."""
-    from vecpipe.core.index import BuildOptions, SearchRequest, VectorIndex, build_index
+    from vecpipe.core.index.vector_index import BuildOptions, SearchRequest, VectorIndex, build_index
 
     for dtype in ("binary", "int8"):
         build_index(work / dtype, batches(corpus, texts, provenance), BuildOptions(quantize=dtype, keep_float=True))

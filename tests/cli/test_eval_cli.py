@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from vecpipe.cli import app
-from vecpipe.core.metrics import evaluate_retrieval
+from vecpipe.core.eval.metrics import evaluate_retrieval
 
 QRELS = "query-id\tcorpus-id\tscore\nq1\td1\t1\nq1\td2\t2\nq2\td3\t1\n"
 RUN_TREC = "q1 Q0 d2 1 0.9 bm25\nq1 Q0 d9 2 0.8 bm25\nq1 Q0 d1 3 0.7 bm25\nq2 Q0 d4 1 0.6 bm25\nq2 Q0 d3 2 0.5 bm25\n"
@@ -154,7 +154,7 @@ def test_task_name_that_is_not_a_file_name_is_refused(qrels_file, tmp_path):
 
 
 def test_terminal_gets_a_table_and_json_flag_overrides(qrels_file, monkeypatch):
-    monkeypatch.setattr("vecpipe.cli.eval.stdout_is_terminal", lambda: True)
+    monkeypatch.setattr("vecpipe.cli.eval.common.stdout_is_terminal", lambda: True)
     table = invoke("--qrels", str(qrels_file), input=RUN_TREC)
     assert table.exit_code == 0
     expected = evaluate_retrieval(RUN, JUDGMENTS, [10]).main_score

@@ -13,10 +13,10 @@ from conftest import write_tiny_checkpoint
 from typer.testing import CliRunner
 
 from vecpipe.cli import app
-from vecpipe.core.convert import convert
-from vecpipe.core.index import BuildOptions, build_index
-from vecpipe.core.metrics import evaluate_retrieval, spearman
-from vecpipe.core.models import Model
+from vecpipe.core.models.convert import convert
+from vecpipe.core.index.vector_index import BuildOptions, build_index
+from vecpipe.core.eval.metrics import evaluate_retrieval, spearman
+from vecpipe.core.models.model import Model
 from vecpipe.formats.vectors import VectorBatch
 
 TOPICS = ["river boats", "mountain goats", "desert lizards", "ocean whales", "forest owls", "city trains"]
@@ -178,7 +178,7 @@ def test_missing_model_is_a_model_error(beir, tmp_path):
 
 
 def test_terminal_gets_a_table(beir, tiny_model_dir, monkeypatch):
-    monkeypatch.setattr("vecpipe.cli.eval.stdout_is_terminal", lambda: True)
+    monkeypatch.setattr("vecpipe.cli.eval.common.stdout_is_terminal", lambda: True)
     result = invoke("retrieval", *data_args(beir), "-m", str(tiny_model_dir), "-q")
     assert result.exit_code == 0, result.output
     assert "tinybeir (test): nDCG@10" in result.stdout and "MRR" in result.stdout
@@ -214,7 +214,7 @@ def test_sts_reports_cosine_spearman_as_the_main_score(pairs, tiny_model_dir):
 
 
 def test_sts_writes_its_file_and_prints_a_table_on_a_terminal(pairs, tiny_model_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr("vecpipe.cli.eval.stdout_is_terminal", lambda: True)
+    monkeypatch.setattr("vecpipe.cli.eval.common.stdout_is_terminal", lambda: True)
     result = invoke("sts", "--pairs", str(pairs), "-m", str(tiny_model_dir), "-q", "-o", str(tmp_path / "res"))
     assert result.exit_code == 0, result.output
     assert "cosine Spearman" in result.stdout and "manhattan" in result.stdout
@@ -340,7 +340,7 @@ def test_sweep_refuses_dims_beyond_the_model(beir, tiny_model_dir):
 
 
 def test_sweep_table_on_a_terminal(beir, tiny_model_dir, monkeypatch):
-    monkeypatch.setattr("vecpipe.cli.eval.stdout_is_terminal", lambda: True)
+    monkeypatch.setattr("vecpipe.cli.eval.common.stdout_is_terminal", lambda: True)
     result = invoke("sweep", *data_args(beir), "-m", str(tiny_model_dir), "-q", "--dims", "16", "--dtypes", "float32")
     assert result.exit_code == 0, result.output
     assert "bytes/vector" in result.stdout and "relative" in result.stdout

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from vecpipe.cli import app
-from vecpipe.core.index import BuildOptions, build_index
+from vecpipe.core.index.vector_index import BuildOptions, build_index
 from vecpipe.formats.vectors import VectorBatch, VectorWriter
 
 DIM = 16
@@ -175,7 +175,7 @@ def text_index(tiny_model_dir, tmp_path_factory) -> Path:
 
 
 def test_one_off_text_query_uses_the_model_and_its_query_prompt(text_index, tiny_model_dir):
-    from vecpipe.core.models import Model
+    from vecpipe.core.models.model import Model
 
     model = Model(tiny_model_dir)
     result = run(["search", str(text_index), "list directory contents", "-m", str(tiny_model_dir), "-k", "3"])
@@ -209,9 +209,9 @@ def test_text_query_against_an_index_without_a_model(index):
 
 
 def test_text_queries_on_a_truncated_binary_index(tiny_model_dir, tmp_path):
-    from vecpipe.core.models import Model
-    from vecpipe.core.quantize import quantize_batch
-    from vecpipe.core.truncate import truncate_batch
+    from vecpipe.core.models.model import Model
+    from vecpipe.core.vectors.quantize import quantize_batch
+    from vecpipe.core.vectors.truncate import truncate_batch
 
     model = Model(tiny_model_dir)
     texts = ["copy files between machines", "list directory contents", "show free disk space", "print working directory"]

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from vecpipe.cli import app
-from vecpipe.core.truncate import PCA
+from vecpipe.core.vectors.truncate import PCA
 from vecpipe.formats.vectors import VectorBatch, VectorWriter, read_matrix
 
 PROVENANCE = {"model": "toy", "dim": 12, "normalized": True}
@@ -96,7 +96,7 @@ def test_npy_output(tmp_path):
 def test_matryoshka_warning_names_the_listed_dims_once(tmp_path):
     model = tmp_path / "mrl"
     model.mkdir()
-    (model / "vecpipe.json").write_text(json.dumps({"name": "mrl", "dim": 12, "matryoshka_dims": [12, 8, 4]}))
+    (model / "vecpipe.json").write_text(json.dumps({"name": "mrl", "dim": 12, "pooling": "mean", "max_tokens": 128, "matryoshka_dims": [12, 8, 4]}))
     data = jsonl_of(unit_rows(30), {**PROVENANCE, "model": str(model)})
     warned = truncate("--dim", "6", input=data)
     assert warned.exit_code == 0, warned.stderr

@@ -26,7 +26,7 @@ from robustness_support import (
     unit_rows,
     vector_records,
 )
-from vecpipe.core.index import BuildOptions, build_index
+from vecpipe.core.index.vector_index import BuildOptions, build_index
 from vecpipe.formats.vectors import read_matrix
 
 TEXTS = [f"sentence {i} about {topic}" for i, topic in enumerate(["cats", "ships", "rain", "maps", "bread", "glass"] * 2)]
@@ -36,7 +36,7 @@ PREVIOUS = b"the output of an earlier run\n"
 @pytest.fixture(scope="module")
 def tiny_vectors(tiny_model_dir) -> bytes:
     """Twelve vector records embedded by the tiny model, as `vecpipe embed` writes them."""
-    from vecpipe.core.models import Model
+    from vecpipe.core.models.model import Model
 
     model = Model(tiny_model_dir)
     ids = [f"d{i}" for i in range(len(TEXTS))]

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from robustness_support import REPO, assert_one_line_refusal, fingerprint, run_process, unit_rows, vector_records
-from vecpipe.core.index import VectorIndex, build_index
-from vecpipe.core.registry import verify_model_dir
+from vecpipe.core.index.vector_index import VectorIndex, build_index
+from vecpipe.core.models.registry import verify_model_dir
 from vecpipe.formats.vectors import read_matrix
 
 DIM = 32
@@ -145,7 +145,7 @@ def test_readers_see_a_whole_index_throughout_a_writers_updates(tmp_path):
 
 
 def test_simultaneous_first_uses_from_the_cli_leave_one_good_cache(tiny_checkpoint, tmp_path):
-    """The library-level race is tests/core/test_registry.py::test_two_first_uses_at_once_leave_one_good_cache;
+    """The library-level race is tests/core/models/test_registry.py::test_two_first_uses_at_once_leave_one_good_cache;
     this is the same through the command users run."""
     env = {**os.environ, "VECPIPE_HOME": str(tmp_path / "home")}
     procs = [subprocess.Popen([sys.executable, "-m", "vecpipe", "models", "path", str(tiny_checkpoint)], cwd=REPO, env=env,

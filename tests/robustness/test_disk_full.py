@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from robustness_support import Outcome, assert_one_line_refusal, fingerprint, unit_rows, vector_records
-from vecpipe.core.index import build_index
+from vecpipe.core.index.vector_index import build_index
 from vecpipe.formats.vectors import read_matrix
 
 PROVENANCE = {"model": "disk-test", "dim": 64, "normalized": True}

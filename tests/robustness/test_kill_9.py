@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 
 from robustness_support import REPO, unit_rows, vector_records
-from vecpipe.core.index import VectorIndex, delete_from_index
-from vecpipe.core.registry import verify_model_dir
+from vecpipe.core.index.vector_index import VectorIndex, delete_from_index
+from vecpipe.core.models.registry import verify_model_dir
 
 SEED = 20260707
 DIM = 64
@@ -32,7 +32,7 @@ BASE, ADDED, UPSERTED, DELETED = 600, 3000, 150, 2000
 # The real CLI, started once its imports are done; "go" marks the start of the command itself.
 DRIVER = """
 import sys
-import vecpipe.core.index, vecpipe.core.registry
+import vecpipe.core.index.vector_index, vecpipe.core.models.registry
 from vecpipe.cli import main
 print("go", flush=True)
 sys.argv = ["vecpipe", *sys.argv[1:]]

@@ -2,8 +2,8 @@
 
 Already there: JSONL and .npy vector round trips with arbitrary fields and unicode ids, for
 every dtype (tests/formats/test_vectors.py); scalar buckets in range, monotone and within one
-step, and binary bits equal to the signs (tests/core/test_quantize.py); prefix truncation
-giving unit rows of the same direction (tests/core/test_truncate.py).
+step, and binary bits equal to the signs (tests/core/vectors/test_quantize.py); prefix truncation
+giving unit rows of the same direction (tests/core/vectors/test_truncate.py).
 
 Here: text input round trips (plain lines and JSONL records, through the real `vecpipe embed`
 too), line-end and byte-order-mark variants read like clean input, shapes and determinism of
@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from robustness_support import run_in_process
-from vecpipe.core.quantize import PRECISIONS, SCALAR_PRECISIONS, learn_calibration, quantize_batch
-from vecpipe.core.truncate import fit_pca, truncate_batch
+from vecpipe.core.vectors.quantize import PRECISIONS, SCALAR_PRECISIONS, learn_calibration, quantize_batch
+from vecpipe.core.vectors.truncate import fit_pca, truncate_batch
 from vecpipe.formats.text import read_texts
 from vecpipe.formats.vectors import VectorBatch, VectorWriter, read_vectors
 

@@ -1,7 +1,7 @@
 """Security: no pickle anywhere, files from others opened without running code, and files
 created with the user's umask.
 
-`hf:` names are checked against path traversal in tests/core/test_registry.py
+`hf:` names are checked against path traversal in tests/core/models/test_registry.py
 (test_hub_names_are_validated_against_path_traversal) and in the bad-input catalogue
 (hub_name_climbing_out_of_the_cache).
 """
@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from robustness_support import REPO, unit_rows, vector_records
-from vecpipe.core.index import BuildOptions, build_index
+from vecpipe.core.index.vector_index import BuildOptions, build_index
 from vecpipe.formats.vectors import read_matrix
 
 PACKAGE = REPO / "vecpipe"

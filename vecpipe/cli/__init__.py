@@ -27,7 +27,7 @@ app = typer.Typer(
 )
 
 # Each module defines `register(app)`; the order here is the order in --help.
-COMMAND_MODULES = ["embed", "index", "search", "truncate", "quantize", "eval", "models"]
+COMMAND_MODULES = ["embed", "index", "search", "truncate", "quantize", "eval", "models", "completion"]
 
 
 def _version(value: bool) -> None:
@@ -48,4 +48,7 @@ for _name in COMMAND_MODULES:
 
 
 def main() -> None:
+    from vecpipe.cli.completion import answering_completion
+
+    answering_completion()
     app(prog_name="vecpipe")

@@ -10,6 +10,7 @@ import functools
 import os
 import signal
 import sys
+from dataclasses import dataclass
 from typing import IO, Callable, Iterator
 
 import typer
@@ -121,6 +122,20 @@ def open_input(path: str) -> Iterator[IO[bytes]]:
         raise DataError(exc.strerror or "cannot open", path) from None
     with fh:
         yield fh
+
+
+@dataclass
+class VectorOutput:
+    """Where a command's vectors go: `--format` and `-o` (stdout when no path or `-`)."""
+
+    fmt: str = "jsonl"
+    path: str | None = None
+
+    def open(self):
+        """A VectorWriter, committed (renamed into place) only if the block succeeds."""
+        from vecpipe.formats.vectors import open_vector_output
+
+        return open_vector_output(self.fmt, self.path, binary_stdout())
 
 
 def binary_stdout() -> IO[bytes]:

@@ -1,11 +1,18 @@
 """`vecpipe embed`: text in, vector records out."""
 from __future__ import annotations
 
-from typing import List, Optional
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
-from vecpipe.cli.common import STDIN, WholeRecordWrites, handles_errors, input_name, make_progress, open_input, say
+from vecpipe.cli.common import STDIN, VectorOutput, WholeRecordWrites, handles_errors, input_name, make_progress, open_input, say
+from vecpipe.cli.completion import model_names
+
+if TYPE_CHECKING:  # imported when a command runs, not at start-up
+    from vecpipe.core.models.batching import EmbedOptions, EmbedStats
+    from vecpipe.core.models.model import Model
+    from vecpipe.formats.text import ReadOptions, ReadStats
 
 HELP = """Embed texts: plain lines or JSONL records in, vector records out.
 
@@ -32,7 +39,7 @@ def register(app: typer.Typer) -> None:
 @handles_errors
 def embed(
     inputs: List[str] = typer.Argument(None, help="Input files; `-` or none reads stdin."),
-    model: Optional[str] = typer.Option(None, "-m", "--model", help="Model: directory, cached name, sentence-transformers checkpoint, or hf:ORG/NAME. Default all-MiniLM-L6-v2."),
+    model: Optional[str] = typer.Option(None, "-m", "--model", autocompletion=model_names, help="Model: directory, cached name, sentence-transformers checkpoint, or hf:ORG/NAME. Default all-MiniLM-L6-v2."),
     field: str = typer.Option("text", "--field", help="JSONL field holding the text. A BEIR `title` is joined in front of `text`."),
     no_title: bool = typer.Option(False, "--no-title", help="Do not join a `title` field in front of `text`."),
     input_format: str = typer.Option("auto", "--input-format", help="auto (sniff), text or jsonl."),
@@ -52,9 +59,9 @@ def embed(
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip malformed lines and report how many, instead of stopping."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar and no summary."),
 ) -> None:
-    from vecpipe.core.batching import EmbedOptions, EmbedStats
-    from vecpipe.core.models import load_model
-    from vecpipe.formats.text import ReadStats
+    from vecpipe.core.models.batching import EmbedOptions
+    from vecpipe.core.models.model import load_model
+    from vecpipe.formats.text import ReadOptions
 
     if out_format not in ("jsonl", "npy"):
         raise typer.BadParameter("--format must be jsonl or npy")
@@ -72,51 +79,77 @@ def embed(
         aggregate=aggregate,
         batch_tokens=batch_tokens,
     )
-    provenance = loaded.provenance(prompt, prefix, normalized=loaded.normalize if normalize is None else normalize)
-    stats, read_stats = EmbedStats(), ReadStats()
-    _stream(loaded, inputs or [STDIN], options, provenance, out_format, output, field, not no_title, input_format, skip_bad, stats, read_stats, quiet)
+    job = EmbedJob(
+        model=loaded,
+        inputs=inputs or [STDIN],
+        options=options,
+        reading=ReadOptions(field=field, join_title=not no_title, input_format=input_format, skip_bad=skip_bad),
+        output=VectorOutput(out_format, output),
+        provenance=loaded.provenance(prompt, prefix, normalized=loaded.normalize if normalize is None else normalize),
+        quiet=quiet,
+    )
+    job.run()
     if not quiet:
-        _summary(stats, read_stats, options)
+        _summary(job)
 
 
-def _stream(model, inputs, options, provenance, out_format, output, field, join_title, input_format, skip_bad, stats, read_stats, quiet) -> None:
-    from vecpipe.cli.common import binary_stdout
-    from vecpipe.formats.vectors import open_vector_output
+@dataclass
+class EmbedJob:
+    """One `vecpipe embed` run: what to read, how to embed it, and where the vectors go."""
 
-    with open_vector_output(out_format, output, binary_stdout()) as writer:
-        _pump(model, inputs, options, provenance, writer, field, join_title, input_format, skip_bad, stats, read_stats, quiet)
+    model: Model
+    inputs: list[str]
+    options: EmbedOptions
+    reading: ReadOptions
+    output: VectorOutput
+    provenance: dict
+    quiet: bool
+    stats: EmbedStats | None = None  # counted as the run goes
+    read_stats: ReadStats | None = None
 
+    def run(self) -> None:
+        from vecpipe.core.models.batching import EmbedStats
+        from vecpipe.formats.text import ReadStats
 
-def _pump(model, inputs, options, provenance, writer, field, join_title, input_format, skip_bad, stats, read_stats, quiet) -> None:
-    from vecpipe.core.batching import embed_records, output_rows
-    from vecpipe.formats.text import read_texts
-    from vecpipe.formats.vectors import VectorBatch
+        self.stats, self.read_stats = EmbedStats(), ReadStats()
+        with self.output.open() as writer:
+            self._pump(writer)
 
-    progress = make_progress(quiet)
-    task = progress.add_task("embedding", total=None, rate="") if progress else None
-    if progress:
-        progress.start()
-    try:
-        with WholeRecordWrites() as interrupts:
-            for path in inputs:
-                with open_input(path) as stream:
-                    source = input_name(path)
-                    records = read_texts(stream, source, field, join_title, input_format, skip_bad, read_stats)
-                    for window in embed_records(model, records, options, source, stats):
-                        ids, fields, lines = output_rows(window)
-                        with interrupts.writing():
-                            writer.write(VectorBatch(ids, fields, window.vectors, provenance, lines))
-                        if progress:
-                            secs = max(stats.seconds, 1e-9)
-                            progress.update(task, completed=stats.texts, rate=f"{stats.texts / secs:.0f} texts/s, {stats.tokens / secs:.0f} tokens/s")
-    finally:
+    def _pump(self, writer) -> None:
+        from vecpipe.core.models.batching import embed_records, output_rows
+        from vecpipe.formats.text import read_texts
+        from vecpipe.formats.vectors import VectorBatch
+
+        progress = make_progress(self.quiet)
+        task = progress.add_task("embedding", total=None, rate="") if progress else None
         if progress:
-            progress.stop()
+            progress.start()
+        try:
+            with WholeRecordWrites() as interrupts:
+                for path in self.inputs:
+                    with open_input(path) as stream:
+                        source = input_name(path)
+                        records = read_texts(stream, source, **vars(self.reading), stats=self.read_stats)
+                        for window in embed_records(self.model, records, self.options, source, self.stats):
+                            ids, fields, lines = output_rows(window)
+                            with interrupts.writing():
+                                writer.write(VectorBatch(ids, fields, window.vectors, self.provenance, lines))
+                            if progress:
+                                progress.update(task, completed=self.stats.texts, rate=_rate(self.stats))
+        finally:
+            if progress:
+                progress.stop()
 
 
-def _summary(stats, read_stats, options) -> None:
+def _rate(stats) -> str:
+    secs = max(stats.seconds, 1e-9)
+    return f"{stats.texts / secs:.0f} texts/s, {stats.tokens / secs:.0f} tokens/s"
+
+
+def _summary(job: EmbedJob) -> None:
+    stats, read_stats = job.stats, job.read_stats
     parts = [f"{stats.texts} texts", f"{stats.tokens} tokens"]
-    if options.on_long == "chunk":
+    if job.options.on_long == "chunk":
         parts.append(f"{stats.chunks} chunks")
     else:
         parts.append(f"{stats.truncated} truncated")

@@ -7,6 +7,7 @@ from typing import List, Optional
 import typer
 
 from vecpipe.cli.common import STDIN, handles_errors, make_progress, open_input, print_table, say, stdout_is_terminal
+from vecpipe.cli.completion import index_dirs
 
 HELP = """Persistent vector indexes: an hnswlib graph for float vectors, a flat memory-mapped
 matrix for int8 and binary ones, with every record's id and fields in SQLite.
@@ -54,7 +55,7 @@ def _read_batches(inputs: list[str], quiet: bool):
 
 
 def _write_options(threads: int, order: str, seed: int):
-    from vecpipe.core.index import WriteOptions
+    from vecpipe.core.index.vector_index import WriteOptions
 
     return WriteOptions(threads=threads, order=order, seed=seed)
 
@@ -85,7 +86,7 @@ def build(
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress and no summary."),
 ) -> None:
     """Build an index from vector records."""
-    from vecpipe.core.index import BuildOptions, build_index
+    from vecpipe.core.index.vector_index import BuildOptions, build_index
 
     options = BuildOptions(
         metric=metric, M=M, ef_construction=ef_construction, quantize=quantize,
@@ -98,7 +99,7 @@ def build(
 @index_app.command("add")
 @handles_errors
 def add(
-    directory: Path = typer.Argument(..., help="The index directory."),
+    directory: Path = typer.Argument(..., autocompletion=index_dirs, help="The index directory."),
     inputs: List[str] = typer.Argument(None, help=INPUTS_HELP),
     threads: int = typer.Option(0, "--threads", help=THREADS_HELP),
     order: str = typer.Option("input", "--order", help=ORDER_HELP),
@@ -106,7 +107,7 @@ def add(
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress and no summary."),
 ) -> None:
     """Add vector records; a record whose id is already in the index replaces it."""
-    from vecpipe.core.index import add_to_index
+    from vecpipe.core.index.vector_index import add_to_index
 
     report = add_to_index(directory, _read_batches(inputs, quiet), _write_options(threads, order, seed))
     _report("updated", directory, report, quiet)
@@ -128,15 +129,15 @@ def _ids_from_file(path: str) -> list[str]:
 @index_app.command("delete")
 @handles_errors
 def delete(
-    directory: Path = typer.Argument(..., help="The index directory."),
+    directory: Path = typer.Argument(..., autocompletion=index_dirs, help="The index directory."),
     ids: List[str] = typer.Option([], "--id", help="An id to delete (repeatable)."),
     ids_file: Optional[str] = typer.Option(None, "--ids", help="A file of ids, one per line (`-`: stdin)."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No summary."),
 ) -> None:
     """Delete records by id."""
     from vecpipe.core.errors import UsageError
-    from vecpipe.core.index import delete_from_index
-    from vecpipe.core.index_meta import id_key
+    from vecpipe.core.index.vector_index import delete_from_index
+    from vecpipe.core.index.meta import id_key
 
     tokens = list(ids) + (_ids_from_file(ids_file) if ids_file else [])
     if not tokens:
@@ -154,11 +155,11 @@ def delete(
 @index_app.command("info")
 @handles_errors
 def info(
-    directory: Path = typer.Argument(..., help="The index directory."),
+    directory: Path = typer.Argument(..., autocompletion=index_dirs, help="The index directory."),
     as_json: bool = typer.Option(False, "--json", help="JSON even on a terminal."),
 ) -> None:
     """Counts, model, dimension, metric, parameters and bytes on disk (JSON when piped)."""
-    from vecpipe.core.index import index_info
+    from vecpipe.core.index.vector_index import index_info
 
     details = index_info(directory)
     if as_json or not stdout_is_terminal():

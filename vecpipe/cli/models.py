@@ -28,7 +28,7 @@ def _print_json(value) -> None:
 @handles_errors
 def list_models(as_json: bool = typer.Option(False, "--json", help="JSONL even on a terminal.")) -> None:
     """List converted models in the cache ($VECPIPE_HOME/models) and the built-in names."""
-    from vecpipe.core.registry import BUILTINS, list_cached
+    from vecpipe.core.models.registry import BUILTINS, list_cached
 
     cached = list_cached()
     rows = [{"name": m["name"], "dim": m["dim"], "layers": m.get("layers"), "variant": m.get("variant", "fp32"), "path": m["path"]} for m in cached]
@@ -52,7 +52,7 @@ def info(
     verify: bool = typer.Option(False, "--verify", help="Re-hash every file in full (loads trust a file whose size, times and inode are unchanged since its last full hash)."),
 ) -> None:
     """Print a model's manifest (vecpipe.json) as JSON, converting it first if needed."""
-    from vecpipe.core.registry import read_manifest, resolve, verify_model_dir
+    from vecpipe.core.models.registry import read_manifest, resolve, verify_model_dir
 
     path = resolve(name, notify=say)
     if verify:
@@ -65,7 +65,7 @@ def info(
 @handles_errors
 def path(name: Optional[str] = typer.Argument(None, help="Model name or directory (default all-MiniLM-L6-v2).")) -> None:
     """Print the model's directory, converting it first if needed."""
-    from vecpipe.core.registry import resolve
+    from vecpipe.core.models.registry import resolve
 
     print(resolve(name, notify=say))
 
@@ -80,8 +80,8 @@ def convert(
     graph: str = typer.Option("plain", "--graph", help="plain (standard ONNX ops, which onnxruntime fuses itself at load: measured faster here) or fused (onnxruntime's contrib transformer ops written directly)."),
 ) -> None:
     """Convert a BERT-family sentence-transformers checkpoint to an ONNX model directory, without torch."""
-    from vecpipe.core.convert import GRAPH_FORMS
-    from vecpipe.core.convert import convert as convert_checkpoint
+    from vecpipe.core.models.convert import GRAPH_FORMS
+    from vecpipe.core.models.convert import convert as convert_checkpoint
     from vecpipe.core.errors import UsageError
 
     if graph not in GRAPH_FORMS:
@@ -140,8 +140,8 @@ def optimize(
     calibration: Optional[str] = typer.Option(None, "--calibration", help="Texts (lines or JSONL, field `text`) to calibrate on instead of the built-in ones."),
 ) -> None:
     from vecpipe.core.errors import UsageError
-    from vecpipe.core.optimize import make_variant
-    from vecpipe.core.registry import make_cached_variant, read_manifest, resolve
+    from vecpipe.core.models.optimize import make_variant
+    from vecpipe.core.models.registry import make_cached_variant, read_manifest, resolve
 
     if not int8:
         raise UsageError("say which optimization: --int8")

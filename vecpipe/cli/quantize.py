@@ -5,7 +5,7 @@ from typing import List, Optional
 
 import typer
 
-from vecpipe.cli.common import binary_stdout, handles_errors, say
+from vecpipe.cli.common import VectorOutput, handles_errors, say
 
 HELP = """Quantize float vectors to float16, int8, uint8, binary or ubinary.
 
@@ -42,8 +42,8 @@ def quantize(
     out_format: str = typer.Option("jsonl", "--format", help="jsonl (stdout) or npy (needs -o)."),
     output: Optional[str] = typer.Option(None, "-o", "--output", help="Output file (npy writes FILE and its FILE.meta.jsonl sidecar); default stdout."),
 ) -> None:
-    from vecpipe.core.quantize import SCALAR_PRECISIONS, Calibration, learn_calibration, quantize_batch
-    from vecpipe.formats.vectors import StdinSource, VectorInputs, open_vector_output
+    from vecpipe.core.vectors.quantize import SCALAR_PRECISIONS, Calibration, learn_calibration, quantize_batch
+    from vecpipe.formats.vectors import StdinSource, VectorInputs
 
     _check_options(to, calibration, save_calibration)
     learn = to in SCALAR_PRECISIONS and calibration is None
@@ -54,7 +54,7 @@ def quantize(
         if learn:
             ranges = learn_calibration(stream)
             _report_learned(ranges, save_calibration)
-        with open_vector_output(out_format, output, binary_stdout()) as writer:
+        with VectorOutput(out_format, output).open() as writer:
             for batch in stream:
                 writer.write(quantize_batch(batch, to, ranges))
     finally:
@@ -63,7 +63,7 @@ def quantize(
 
 def _check_options(to: str, calibration: Optional[str], save_calibration: Optional[str]) -> None:
     from vecpipe.core.errors import UsageError
-    from vecpipe.core.quantize import PRECISIONS, SCALAR_PRECISIONS
+    from vecpipe.core.vectors.quantize import PRECISIONS, SCALAR_PRECISIONS
 
     if to not in PRECISIONS:
         raise UsageError(f"--to must be one of {', '.join(PRECISIONS)}, not {to!r}")
@@ -74,7 +74,7 @@ def _check_options(to: str, calibration: Optional[str], save_calibration: Option
 
 
 def _report_learned(ranges, save_path: Optional[str]) -> None:
-    from vecpipe.core.quantize import FEW_CALIBRATION_VECTORS
+    from vecpipe.core.vectors.quantize import FEW_CALIBRATION_VECTORS
 
     if save_path:
         ranges.save(save_path)

@@ -8,6 +8,7 @@ from typing import IO, List, Optional
 import typer
 
 from vecpipe.cli.common import STDIN, binary_stdout, handles_errors, input_name, open_input, say, stdout_is_terminal
+from vecpipe.cli.completion import index_dirs, model_names
 
 HELP = """Search an index built by `vecpipe index build`.
 
@@ -44,7 +45,7 @@ def register(app: typer.Typer) -> None:
 
 @handles_errors
 def search(
-    directory: Path = typer.Argument(..., help="The index directory."),
+    directory: Path = typer.Argument(..., autocompletion=index_dirs, help="The index directory."),
     query: Optional[str] = typer.Argument(None, help="A one-off text query; without it queries are read from stdin or -i."),
     k: int = typer.Option(10, "-k", help="Hits per query (fewer when the index or a filter has fewer rows)."),
     ef: Optional[int] = typer.Option(None, "--ef", help="hnswlib search width (default 100; raised to k when below it)."),
@@ -56,12 +57,12 @@ def search(
     as_json: bool = typer.Option(False, "--json", help="JSONL even on a terminal."),
     input_path: str = typer.Option(STDIN, "-i", "--input", help="Query file; `-` is stdin."),
     field: str = typer.Option("text", "--field", help="JSONL field holding the query text."),
-    model: Optional[str] = typer.Option(None, "-m", "--model", help="Where to find the index's model (a directory or name); it must be the model the index was built with."),
+    model: Optional[str] = typer.Option(None, "-m", "--model", autocompletion=model_names, help="Where to find the index's model (a directory or name); it must be the model the index was built with."),
     run_name: str = typer.Option("vecpipe", "--run-name", help="The tag column of --format trec."),
     batch_size: int = typer.Option(256, "--batch-size", help="Queries embedded and searched together."),
 ) -> None:
     from vecpipe.core.errors import UsageError
-    from vecpipe.core.index import VectorIndex
+    from vecpipe.core.index.vector_index import VectorIndex
 
     if out_format not in ("jsonl", "trec"):
         raise UsageError("--format must be jsonl or trec")
@@ -103,14 +104,14 @@ class _QueryEmbedder:
         vectors = self._model.embed(texts, prompt=self._model.query_prompt())
         truncate_dim = self.index_provenance.get("truncate_dim")
         if truncate_dim:
-            from vecpipe.core.truncate import truncate_prefix
+            from vecpipe.core.vectors.truncate import truncate_prefix
 
             vectors = truncate_prefix(vectors, truncate_dim, renormalize=self._provenance["normalized"])
         return vectors, self._provenance
 
     def _load(self) -> None:
         from vecpipe.core.errors import IndexStoreError
-        from vecpipe.core.models import load_model
+        from vecpipe.core.models.model import load_model
 
         prov = self.index_provenance
         if not prov.get("model"):
@@ -123,7 +124,7 @@ class _QueryEmbedder:
         self._model = load_model(self.location or prov["model"], layers=prov.get("layer"), pooling=prov.get("pooling"), notify=say)
         self._provenance = self._model.provenance(self._model.query_prompt())
         if prov.get("truncate_dim"):
-            from vecpipe.core.truncate import truncated_provenance
+            from vecpipe.core.vectors.truncate import truncated_provenance
 
             renormalize = bool(prov.get("normalized"))
             self._provenance = truncated_provenance(self._provenance, prov["truncate_dim"], self._model.dim, renormalize, None)

@@ -5,7 +5,7 @@ from typing import List, Optional
 
 import typer
 
-from vecpipe.cli.common import STDIN, binary_stdout, handles_errors, say
+from vecpipe.cli.common import STDIN, VectorOutput, handles_errors, say
 
 HELP = """Shorten float vectors: keep the first N dimensions, or rotate with a PCA first.
 
@@ -44,8 +44,8 @@ def truncate(
     out_format: str = typer.Option("jsonl", "--format", help="jsonl (stdout) or npy (needs -o)."),
     output: Optional[str] = typer.Option(None, "-o", "--output", help="Output file (npy writes FILE and its FILE.meta.jsonl sidecar); default stdout."),
 ) -> None:
-    from vecpipe.core.truncate import truncate_batch
-    from vecpipe.formats.vectors import StdinSource, VectorInputs, open_vector_output
+    from vecpipe.core.vectors.truncate import truncate_batch
+    from vecpipe.formats.vectors import StdinSource, VectorInputs
 
     _check_options(dim, pca, fit, save, pca_file)
     inputs = inputs or [STDIN]
@@ -53,7 +53,7 @@ def truncate(
     try:
         rotation = _rotation(pca, fit, save, pca_file, stdin)
         target = dim if dim is not None else pca if pca is not None else rotation.n_components
-        with open_vector_output(out_format, output, binary_stdout()) as writer:
+        with VectorOutput(out_format, output).open() as writer:
             for number, batch in enumerate(VectorInputs(inputs, stdin, note=say)):
                 if number == 0 and rotation is None:
                     _warn_if_not_matryoshka(batch.provenance, target)
@@ -81,7 +81,7 @@ def _check_options(dim, pca, fit, save, pca_file) -> None:
 
 def _rotation(pca, fit, save, pca_file, stdin):
     """The PCA to apply (loaded, or fitted from the sample and saved), or None for a plain prefix."""
-    from vecpipe.core.truncate import PCA, fit_pca
+    from vecpipe.core.vectors.truncate import PCA, fit_pca
     from vecpipe.formats.vectors import VectorInputs
 
     if pca_file:
@@ -98,8 +98,8 @@ def _rotation(pca, fit, save, pca_file, stdin):
 
 def _warn_if_not_matryoshka(provenance: dict, dim: int) -> None:
     """One warning when the model that made these vectors lists Matryoshka dims without `dim`."""
-    from vecpipe.core.models import find_manifest
-    from vecpipe.core.truncate import matryoshka_warning
+    from vecpipe.core.models.model import find_manifest
+    from vecpipe.core.vectors.truncate import matryoshka_warning
 
     if "pca_sha256" in provenance or not provenance.get("model"):
         return  # a PCA's components are ordered by variance: any prefix of them is fine

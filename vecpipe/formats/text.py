@@ -91,6 +91,16 @@ def split_id(record: dict, position: int) -> tuple[object, dict]:
     return position, record
 
 
+@dataclass
+class ReadOptions:
+    """How text records are read: read_texts' keyword arguments, as one object a command can pass along."""
+
+    field: str = "text"
+    join_title: bool = True
+    input_format: str = "auto"
+    skip_bad: bool = False
+
+
 def read_texts(
     stream: IO[bytes],
     source: str,

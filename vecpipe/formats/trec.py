@@ -19,13 +19,19 @@ from dataclasses import dataclass, field
 from typing import IO, Iterable, Iterator, Mapping
 
 from vecpipe.core.errors import DataError
-from vecpipe.core.metrics import trec_ranking
 from vecpipe.formats.text import BOM, parse_record
 
 RUN_COLUMNS = "qid Q0 docid rank score tag"
 QUERY_ID_KEYS = ("query_id", "qid")
 DOC_ID_KEYS = ("id", "doc_id", "docid", "corpus_id")
 BEIR_HEADER = ("query-id", "corpus-id", "score")
+
+
+def trec_ranking(doc_scores: Mapping[str, float]) -> list[str]:
+    """Document ids in trec_eval's order: score descending, then id descending."""
+    # Reversing the (score, id) tuple order gives both descending sorts at once;
+    # Python's code-point order on str equals strcmp on UTF-8 bytes.
+    return [doc for doc, _ in sorted(doc_scores.items(), key=lambda item: (item[1], item[0]), reverse=True)]
 
 
 @dataclass

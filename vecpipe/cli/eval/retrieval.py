@@ -1,0 +1,226 @@
+"""`vecpipe eval retrieval`: score a run against qrels, or embed, search and score a BEIR data set."""
+from __future__ import annotations
+
+import sys
+import time
+from typing import Optional
+
+import typer
+
+from vecpipe.cli.common import STDIN, handles_errors, say
+from vecpipe.cli.completion import model_names
+from vecpipe.cli.eval.common import (
+    CORPUS_HELP,
+    INDEX_PARAMS_HELP,
+    JSON_HELP,
+    MODEL_HELP,
+    NO_CACHE_HELP,
+    QUERIES_HELP,
+    QUIET_HELP,
+    SPLIT_HELP,
+    TASK_HELP,
+    TOP_K_HELP,
+    default_task_and_split,
+    embedding_progress,
+    embedding_summary,
+    emit_result,
+    load_dataset,
+    open_embedder,
+    parse_int_list,
+    read_input,
+    say_once,
+)
+
+DEFAULT_K = "1,3,5,10,100,1000"
+METRIC_LABELS = {
+    "ndcg": "nDCG",
+    "map": "MAP",
+    "recall": "Recall",
+    "precision": "P",
+    "mrr": "MRR",
+    "hit_rate": "HitRate",
+}
+
+
+def register(app: typer.Typer) -> None:
+    app.command("retrieval")(retrieval)
+
+
+def load_run(path: str):
+    """The run in `path` (or stdin) as RunData, and its provenance record."""
+    from vecpipe.formats.trec import read_run
+
+    data, record = read_input(path, read_run)
+    if data.duplicates:
+        say(f"{record['path']}: {data.duplicates} documents listed twice for a query; each counts once, at its best score")
+    return data, record
+
+
+def load_qrels(path: str):
+    """The qrels in `path` (or stdin) as QrelsData, and their provenance record."""
+    from vecpipe.formats.trec import read_qrels
+
+    data, record = read_input(path, read_qrels)
+    if not data.qrels:
+        from vecpipe.core.errors import DataError
+
+        raise DataError("no judgments found", record["path"])
+    if data.duplicates:
+        say(f"{record['path']}: {data.duplicates} judgments listed twice; the last one counts")
+    return data, record
+
+
+def warn_about_queries(evaluation, complete: bool) -> None:
+    """Say which queries were skipped or scored 0, and why."""
+    missing = len(evaluation.missing_from_run)
+    if missing:
+        fate = "they score 0 (--complete)" if complete else "they are left out of the averages (--complete scores them 0)"
+        say(f"{missing} judged queries have no results in the run; {fate}")
+    if evaluation.not_in_qrels:
+        say(f"{len(evaluation.not_in_qrels)} queries of the run are not in the qrels; they are ignored")
+    if evaluation.without_relevant:
+        say(f"{len(evaluation.without_relevant)} judged queries have no relevant document; they score 0")
+
+
+def retrieval_table(task_name: str, split: str, evaluation) -> tuple[str, list[str], list[list]]:
+    """Metrics as rows, cutoffs as columns."""
+    from vecpipe.core.eval.metrics import metric_key
+
+    title = f"{task_name} ({split}): nDCG@10 {evaluation.main_score:.5f} over {len(evaluation.per_query)} queries"
+    columns = ["metric"] + [f"@{k}" for k in evaluation.k_values]
+    rows = [
+        [label] + [f"{evaluation.averages[metric_key(metric, k)]:.5f}" for k in evaluation.k_values]
+        for metric, label in METRIC_LABELS.items()
+    ]
+    return title, columns, rows
+
+
+def score_run(run: dict, qrels: dict, k_values: list[int], complete: bool):
+    """Score a run; nDCG@10 is always computed, being the main score."""
+    from vecpipe.core.eval.metrics import MAIN_K, evaluate_retrieval
+
+    return evaluate_retrieval(run, qrels, sorted({*k_values, MAIN_K}), complete=complete)
+
+
+def report_retrieval(
+    evaluation,
+    *,
+    complete: bool,
+    task_name: str,
+    split: str,
+    started: float,
+    provenance: dict,
+    as_json: bool,
+    output_dir: Optional[str],
+) -> dict:
+    """Warn about skipped queries and emit the MTEB-shaped result of a scored run."""
+    from vecpipe.core.eval.results import mteb_result, retrieval_provenance
+
+    warn_about_queries(evaluation, complete)
+    provenance = retrieval_provenance(provenance, evaluation, complete)
+    result = mteb_result(task_name, split, evaluation.averages, evaluation.main_score, started, provenance)
+    emit_result(result, retrieval_table(task_name, split, evaluation), as_json, output_dir)
+    return result
+
+
+def _check_run_source(run_path: str, qrels_path: str) -> None:
+    from vecpipe.core.errors import UsageError
+
+    if run_path == STDIN and qrels_path == STDIN:
+        raise UsageError("the run and the qrels cannot both come from stdin")
+    if run_path == STDIN and sys.stdin.isatty():
+        raise UsageError("no run given: pipe one in (vecpipe search ... |) or pass --run FILE")
+
+
+def _search_config(dim, quantize, rescore, exact: bool, index_params: Optional[str]):
+    from vecpipe.core.errors import UsageError
+    from vecpipe.core.eval.evaluation import SearchConfig, parse_index_params
+
+    if exact and index_params:
+        raise UsageError("--exact and --index-params exclude each other")
+    config = SearchConfig(dim, quantize or "float32", rescore, parse_index_params(index_params) if index_params else None)
+    config.check()
+    return config
+
+
+def _score_run_file(run: str, qrels: str, k_values: list[int], complete: bool, options: dict) -> None:
+    _check_run_source(run, qrels)
+    qrels_data, qrels_record = load_qrels(qrels)
+    run_data, run_record = load_run(run)
+    evaluation = score_run(run_data.run, qrels_data.qrels, k_values, complete)
+    provenance = {"command": "eval retrieval", "inputs": {"run": run_record, "qrels": qrels_record}}
+    report_retrieval(evaluation, complete=complete, provenance=provenance, **options)
+
+
+def _embed_and_score(data, config, model, top_k: int, k_values: list[int], complete: bool, no_cache: bool, quiet: bool, options: dict) -> None:
+    from vecpipe.core.eval.evaluation import embed_retrieval_data, evaluate_config
+    from vecpipe.core.eval.results import model_record
+
+    with embedding_progress(quiet) as progress:
+        embedder = open_embedder(model, no_cache, progress)
+        docs, queries = embed_retrieval_data(embedder, data)
+    outcome = evaluate_config(data, docs, queries, config, top_k=top_k, k_values=k_values, complete=complete)
+    say_once(outcome.search.notices, set())
+    provenance = {
+        "command": "eval retrieval",
+        "model": model_record(embedder),
+        "inputs": data.inputs,
+        "parameters": {**config.describe(embedder.model.dim), "top_k": top_k},
+        "embeddings": embedding_summary(embedder, quiet),
+        "search": {"seconds": outcome.search.seconds, "qps": outcome.qps(), "bytes_per_vector": outcome.bytes_per_vector},
+    }
+    report_retrieval(outcome.evaluation, complete=complete, provenance=provenance, **options)
+
+
+@handles_errors
+def retrieval(
+    qrels: str = typer.Option(..., "--qrels", metavar="FILE", help="Relevance judgments: BEIR TSV (query-id corpus-id score) or TREC qrels (qid 0 docid rel)."),
+    run: Optional[str] = typer.Option(None, "--run", metavar="FILE", help="The run to score: vecpipe search JSONL or TREC (qid Q0 docid rank score tag); `-` or none is stdin."),
+    corpus: Optional[str] = typer.Option(None, "--corpus", metavar="FILE", help=CORPUS_HELP),
+    queries: Optional[str] = typer.Option(None, "--queries", metavar="FILE", help=QUERIES_HELP),
+    model: Optional[str] = typer.Option(None, "-m", "--model", autocompletion=model_names, help=MODEL_HELP),
+    dim: Optional[int] = typer.Option(None, "--dim", metavar="N", help="Keep the first N dimensions, re-normalized (vecpipe truncate --dim)."),
+    quantize: Optional[str] = typer.Option(None, "--quantize", metavar="int8|binary", help="Store the corpus quantized, in a flat index scanned exhaustively (vecpipe index build --quantize)."),
+    rescore: Optional[int] = typer.Option(None, "--rescore", metavar="R", help="With --quantize: re-rank the top-k x R candidates with float vectors (vecpipe search --rescore)."),
+    exact: bool = typer.Option(False, "--exact", help="Exact (brute-force) cosine search: the default for float vectors, as MTEB searches."),
+    index_params: Optional[str] = typer.Option(None, "--index-params", metavar="M=16,...", help=INDEX_PARAMS_HELP),
+    top_k: int = typer.Option(1000, "--top-k", metavar="N", help=TOP_K_HELP),
+    k: str = typer.Option(DEFAULT_K, "--k", metavar="K,K,...", help="Cutoffs, comma-separated. nDCG@10, the main score, is always included."),
+    complete: bool = typer.Option(False, "--complete", "-c", help="Average over every judged query, scoring those missing from the run as 0 (trec_eval -c). Default: leave them out, as pytrec_eval and MTEB do."),
+    task_name: Optional[str] = typer.Option(None, "--task-name", metavar="NAME", help=TASK_HELP),
+    split: Optional[str] = typer.Option(None, "--split", metavar="NAME", help=SPLIT_HELP),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    output: Optional[str] = typer.Option(None, "--output", "-o", metavar="DIR", help="Also write DIR/<task_name>.json, as the MTEB results repository does."),
+    no_cache: bool = typer.Option(False, "--no-cache", help=NO_CACHE_HELP),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help=QUIET_HELP),
+) -> None:
+    """Score retrieval: nDCG, MAP, Recall, P, MRR and HitRate at each cutoff.
+
+    With --run (or a run on stdin), score any retriever's output against the qrels. With
+    --corpus and --queries, embed a BEIR data set as MTEB does, search it and score it.
+
+    Examples:
+
+      vecpipe search idx -i q.jsonl -k 1000 | vecpipe eval retrieval --qrels qrels/test.tsv
+
+      vecpipe eval retrieval --corpus scifact/corpus.jsonl --queries scifact/queries.jsonl --qrels scifact/qrels/test.tsv
+
+      vecpipe eval retrieval ... --dim 128 --quantize binary --rescore 4
+    """
+    from vecpipe.core.errors import UsageError
+
+    started = time.monotonic()
+    k_values = parse_int_list(k, "--k")
+    default_task, default_split = default_task_and_split(qrels)
+    options = {"task_name": task_name or default_task, "split": split or default_split, "started": started,
+               "as_json": as_json, "output_dir": output}
+    if corpus is None and queries is None:
+        _score_run_file(run or STDIN, qrels, k_values, complete, options)
+        return
+    if run is not None:
+        raise UsageError("--run scores a run file; --corpus and --queries make the run: give one or the other")
+    if top_k < 1:
+        raise UsageError("--top-k must be at least 1")
+    config = _search_config(dim, quantize, rescore, exact, index_params)
+    data = load_dataset(corpus, queries, qrels)
+    _embed_and_score(data, config, model, top_k, k_values, complete, no_cache, quiet, options)

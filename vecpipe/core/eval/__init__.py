@@ -1,0 +1,1 @@
+"""Evaluation: MTEB/trec_eval metrics, retrieval and STS tasks, index quality, result files and plots."""
