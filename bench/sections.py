@@ -17,6 +17,27 @@ def compile_bytecode() -> None:
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "vecpipe")], check=True)
 
 
+SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "amx_bf16")
+
+
+def cpu_line() -> str:
+    """The CPU model, its core count and which SIMD extensions it has, for every benchmark figure."""
+    model, flags = "unknown CPU", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and model == "unknown CPU":
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    import os
+
+    have = [f for f in SIMD_FLAGS if f in flags] or ["none of " + ", ".join(SIMD_FLAGS)]
+    return f"CPU: {model}, {os.cpu_count()} cores; SIMD: {' '.join(have)}"
+
+
 def write_section(path: Path, text: str, markers: tuple[str, str]) -> None:
     """Replace the part of `path` between `markers` (or append it), keeping what others wrote."""
     from vecpipe.core.atomic import write_bytes_atomic
