@@ -56,7 +56,8 @@ def test_scores_a_trec_run_from_stdin_as_mteb_shaped_json(qrels_file):
         "sha256": hashlib.sha256(RUN_TREC.encode()).hexdigest(),
     }
     assert provenance["inputs"]["qrels"]["sha256"] == hashlib.sha256(QRELS.encode()).hexdigest()
-    assert provenance["parameters"] == {"k_values": [1, 3, 5, 10, 100, 1000], "complete": False, "main_metric": "ndcg_at_10"}
+    assert provenance["parameters"] == {"k_values": [1, 3, 5, 10, 100, 1000], "complete": False, "main_metric": "ndcg_at_10",
+                                        "ignore_identical_ids": False, "score_precision": "float64"}
     assert provenance["queries"] == {"evaluated": 2, "missing_from_run": 0, "not_in_qrels": 0, "without_relevant": 0}
 
 
@@ -120,7 +121,7 @@ def test_bad_qrels_columns_give_one_line_with_file_and_line(tmp_path):
 def test_bad_run_score_names_stdin_and_line(qrels_file):
     result = invoke("--qrels", str(qrels_file), input="q1 Q0 d1 1 0.5 x\nq1 Q0 d2 2 high x\n")
     assert result.exit_code == 3
-    assert result.stderr == "vecpipe eval retrieval: <stdin>:2: score 'high' is not a number\n"
+    assert result.stderr == "vecpipe eval retrieval: <stdin>:2: score 'high' is not a number (an ASCII decimal, as C's atof reads it)\n"
 
 
 def test_missing_qrels_file_is_a_data_error(tmp_path):
@@ -176,3 +177,50 @@ def test_qrels_without_judgments_are_a_data_error(tmp_path):
     result = invoke("--qrels", str(qrels), input=RUN_TREC)
     assert result.exit_code == 3
     assert result.stderr == f"vecpipe eval retrieval: {qrels}: no judgments found\n"
+
+
+def test_ignore_identical_ids_drops_a_query_finding_itself(tmp_path):
+    qrels = tmp_path / "qrels.tsv"
+    qrels.write_text("q1\td1\t1\nq2\td2\t1\n")
+    run = "q1 Q0 q1 1 0.99 r\nq1 Q0 d1 2 0.5 r\nq2 Q0 d2 1 0.7 r\nq2 Q0 q2 2 0.6 r\n"
+    kept = invoke("--qrels", str(qrels), "--json", input=run)
+    dropped = invoke("--qrels", str(qrels), "--json", "--ignore-identical-ids", input=run)
+    assert kept.exit_code == 0 and dropped.exit_code == 0, dropped.stderr
+    assert json.loads(kept.stdout)["scores"]["test"][0]["precision_at_1"] == 0.5
+    out = json.loads(dropped.stdout)
+    assert out["scores"]["test"][0]["precision_at_1"] == 1.0
+    assert out["vecpipe"]["parameters"]["ignore_identical_ids"] is True
+    assert "2 hits whose document id is their query's id were dropped" in dropped.stderr
+
+
+def test_float32_score_precision_reproduces_pytrec_eval_ties(tmp_path):
+    """1.0 and 1 + 2**-30 differ as doubles but are equal as float32: the tie then goes to the higher doc id."""
+    qrels = tmp_path / "qrels.tsv"
+    qrels.write_text("q1\ta\t1\n")
+    run = f"q1 Q0 a 1 {1 + 2**-30!r} r\nq1 Q0 b 2 1.0 r\n"
+    doubles = json.loads(invoke("--qrels", str(qrels), "--json", input=run).stdout)
+    floats = json.loads(invoke("--qrels", str(qrels), "--json", "--score-precision", "float32", input=run).stdout)
+    assert doubles["scores"]["test"][0]["precision_at_1"] == 1.0  # a ranks first on its larger double score
+    assert floats["scores"]["test"][0]["precision_at_1"] == 0.0  # tied in float32: b before a (id descending)
+    assert floats["vecpipe"]["parameters"]["score_precision"] == "float32"
+    refused = invoke("--qrels", str(qrels), "--score-precision", "float16", input=run)
+    assert refused.exit_code == 2 and "--score-precision must be float64 or float32" in refused.stderr
+
+
+def test_a_run_sharing_no_query_with_the_qrels_names_the_run_file(tmp_path, qrels_file):
+    run = tmp_path / "run.txt"
+    run.write_text("zz Q0 d1 1 0.5 r\n")
+    result = invoke("--qrels", str(qrels_file), "--run", str(run))
+    assert result.exit_code == 3
+    assert result.stderr == f"vecpipe eval retrieval: {run}: no query of the run is judged in the qrels, so there is nothing to score\n"
+
+
+@pytest.mark.parametrize("where", ["file", "unmakeable"])
+def test_output_onto_a_file_or_an_unusable_path_is_one_line(tmp_path, qrels_file, where):
+    target = tmp_path / "taken"
+    target.write_text("not a directory")
+    output = str(target) if where == "file" else str(target / "below")
+    result = invoke("--qrels", str(qrels_file), "-o", output, input=RUN_TREC)
+    assert result.exit_code in (2, 6)
+    assert len(result.stderr.splitlines()) == 1 and output in result.stderr and "Traceback" not in result.output
+    assert target.read_text() == "not a directory"

@@ -90,9 +90,12 @@ def test_beir_qrels_with_header():
     assert data.qrels == {"1": {"31715818": 1, "9": 2}, "3": {"doc with space": 0}}
 
 
-def test_beir_qrels_without_header_and_with_other_header_names():
+def test_beir_qrels_without_header_and_only_beirs_own_header_is_skipped():
     assert read_qrels(lines("q\td\t1\n"), "x").qrels == {"q": {"d": 1}}
-    assert read_qrels(lines("qid\tdocid\trelevance\nq\td\t2\n"), "x").qrels == {"q": {"d": 2}}
+    assert read_qrels(lines("query-id\tcorpus-id\tscore\nq\td\t2\n"), "x").qrels == {"q": {"d": 2}}
+    # Any other first row is data: a non-numeric relevance there is an error, not a header dropped silently.
+    with pytest.raises(DataError, match=r"^x:1: relevance 'relevance' is not a number"):
+        read_qrels(lines("qid\tdocid\trelevance\nq\td\t2\n"), "x")
 
 
 def test_trec_qrels_with_negative_and_float_written_grades():
@@ -128,3 +131,37 @@ def test_bad_qrels_lines_name_file_and_line(text, line, message):
 def test_ids_a_trec_line_cannot_carry_are_refused(qid, doc):
     with pytest.raises(DataError, match="TREC run cannot carry"):
         format_run_line(qid, doc, 1, 0.5, "t")
+
+
+@pytest.mark.parametrize("space", ["\u00a0", "\u3000", "\u0085", "\u001f", "\u2028"])
+def test_non_ascii_whitespace_stays_inside_an_id_as_in_trec_eval(space):
+    doc = f"doc{space}1"
+    run = read_run(lines(f"q1 Q0 {doc} 1 0.25 tag\n"), "run")
+    assert run.run == {"q1": {doc: 0.25}}
+    qrels = read_qrels(lines(f"q1 0 {doc} 2\n"), "qrels")
+    assert qrels.format == "trec" and qrels.qrels == {"q1": {doc: 2}}
+    assert format_run_line("q1", doc, 1, 0.25, "t") == f"q1 Q0 {doc} 1 0.25 t\n"
+
+
+@pytest.mark.parametrize("separator", ["\t", "\v", "\f", " \r "])
+def test_c_whitespace_separates_columns(separator):
+    run = read_run(lines(separator.join(["q1", "Q0", "d1", "1", "0.5", "t"]) + "\n"), "run")
+    assert run.run == {"q1": {"d1": 0.5}}
+
+
+@pytest.mark.parametrize("score", ["1e3", "-.5", "+2.", "inf", "-Infinity", "0"])
+def test_scores_c_reads_are_read(score):
+    assert read_run(lines(f"q Q0 d 1 {score} t\n"), "run").run == {"q": {"d": float(score)}}
+
+
+@pytest.mark.parametrize("score", ["1_000", "\u0661\u0662", "\uff11\uff12", "3x", "0x10", "1e", ""])
+def test_numbers_python_takes_but_c_does_not_are_refused_with_their_line(score):
+    text = f"q Q0 a 1 0.5 t\nq Q0 d 1 {score} t\n" if score else "q Q0 a 1 0.5 t\nq Q0 d 1\n"
+    with pytest.raises(DataError, match=r"^run:2: "):
+        read_run(lines(text), "run")
+
+
+@pytest.mark.parametrize("relevance", ["1_0", "\u0661", "\uff11", "1x", "1.5"])
+def test_relevance_must_be_an_ascii_integer(relevance):
+    with pytest.raises(DataError, match=rf"^qrels:1: relevance {relevance!r} is not"):
+        read_qrels(lines(f"q\t0\td\t{relevance}\n"), "qrels")

@@ -15,7 +15,7 @@ from typing import IO, Callable, Iterator
 
 import typer
 
-from vecpipe.core.errors import EXIT_INTERRUPTED, VecpipeError
+from vecpipe.core.errors import EXIT_INTERRUPTED, VecpipeError, storage_error
 
 STDIN = "-"
 
@@ -64,6 +64,8 @@ def handles_errors(fn: Callable) -> Callable:
         except KeyboardInterrupt:
             say("interrupted")
             raise typer.Exit(EXIT_INTERRUPTED) from None
+        except OSError as exc:  # an OS refusal no narrower handler named: still one line, exit 6
+            raise fail(storage_error(exc, exc.filename or "vecpipe")) from None
 
     return wrapper
 

@@ -6,20 +6,13 @@ old file or directory or the new one, never a mix.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import os
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from vecpipe.core.errors import IndexStoreError, StorageError
-
-
-def storage_error(exc: OSError, path: os.PathLike | str) -> StorageError:
-    if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-        return StorageError(f"no space left to write ({exc.strerror})", str(path))
-    return StorageError(exc.strerror or str(exc), str(path))
+from vecpipe.core.errors import IndexStoreError, storage_error
 
 
 def fsync_dir(path: Path) -> None:
@@ -34,8 +27,11 @@ def fsync_dir(path: Path) -> None:
 def atomic_file(target: os.PathLike | str, mode: str = "wb") -> Iterator:
     """Open a temp file next to `target`; on success it replaces `target`."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as exc:  # the parent is a file, unwritable, or not there to make
+        raise storage_error(exc, target) from None
     # mkstemp creates 0600 files; honour the umask like a plain open() would.
     umask = os.umask(0)
     os.umask(umask)

@@ -6,6 +6,9 @@ in docs/EXIT_CODES.md and in `vecpipe --help`.
 """
 from __future__ import annotations
 
+import errno
+import os
+
 EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_USAGE = 2
@@ -62,3 +65,9 @@ class StorageError(VecpipeError):
     """The file system refused a write (disk full, permissions)."""
 
     exit_code = EXIT_IO
+
+
+def storage_error(exc: OSError, path: os.PathLike | str) -> StorageError:
+    if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        return StorageError(f"no space left to write ({exc.strerror})", str(path))
+    return StorageError(exc.strerror or str(exc), str(path))

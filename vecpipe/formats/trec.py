@@ -8,13 +8,20 @@ As in trec_eval, the rank column is ignored: documents are ranked by score.
 Qrels come as BEIR TSV (`query-id<TAB>corpus-id<TAB>score`, header optional) or TREC
 qrels (`qid 0 docid rel`), told apart by their number of columns.
 
+Columns are split as trec_eval splits them: on C's isspace bytes (space, tab, \v, \f, \r)
+only, so an id holding U+00A0, U+3000, U+0085 or U+001F is one column, as it is there.
+Numbers are read as C reads them, never more loosely: an ASCII decimal (scores may have a
+fraction and an exponent, or be inf), so `1_000` or Arabic-Indic and fullwidth digits, which
+Python's float() takes, are refused with the line; what atof/atol would read only in part
+(`3x`) is refused too rather than silently truncated.
+
 A document listed twice for one query keeps its best score (so it can only count once);
 a judgment listed twice keeps the last value, as MTEB's BEIR loader does. Both are
 counted so the caller can warn.
 """
 from __future__ import annotations
 
-import math
+import re
 from dataclasses import dataclass, field
 from typing import IO, Iterable, Iterator, Mapping
 
@@ -25,6 +32,15 @@ RUN_COLUMNS = "qid Q0 docid rank score tag"
 QUERY_ID_KEYS = ("query_id", "qid")
 DOC_ID_KEYS = ("id", "doc_id", "docid", "corpus_id")
 BEIR_HEADER = ("query-id", "corpus-id", "score")
+# C's isspace() in the "C" locale: the only bytes trec_eval splits columns on.
+C_SPACE = " \t\n\v\f\r"
+_C_FLOAT = re.compile(r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity)", re.IGNORECASE)
+_C_INTEGER = re.compile(r"[+-]?[0-9]+(?:\.0*)?")
+
+
+def c_columns(text: str) -> list[str]:
+    """Whitespace-separated columns as trec_eval sees them: split on C's isspace only."""
+    return [c for c in re.split(f"[{re.escape(C_SPACE)}]+", text) if c]
 
 
 def trec_ranking(doc_scores: Mapping[str, float]) -> list[str]:
@@ -69,17 +85,15 @@ def decode_line(raw: bytes, source: str, line: int) -> str:
 
 
 def _parse_score(text: str, source: str, line: int) -> float:
-    try:
-        score = float(text)
-    except ValueError:
-        raise DataError(f"score {text!r} is not a number", source, line) from None
-    if math.isnan(score):
+    if text.lower() == "nan":
         raise DataError("score is NaN", source, line)
-    return score
+    if not _C_FLOAT.fullmatch(text):
+        raise DataError(f"score {text!r} is not a number (an ASCII decimal, as C's atof reads it)", source, line)
+    return float(text)
 
 
 def _trec_run_row(raw: bytes, source: str, line: int) -> tuple[str, str, float]:
-    columns = decode_line(raw, source, line).split()
+    columns = c_columns(decode_line(raw, source, line))
     if len(columns) < 6:
         raise DataError(f"expected 6 columns ({RUN_COLUMNS}), found {len(columns)}", source, line)
     return columns[0], columns[2], _parse_score(columns[4], source, line)
@@ -121,8 +135,8 @@ def read_run(stream: Iterable[bytes], source: str) -> RunData:
 
 
 def _check_column(value: str, what: str) -> None:
-    # A TREC line is split on whitespace, so an id holding any would shift every column after it.
-    if len(value.split()) != 1 or value != value.strip():
+    # A TREC line is split on C's whitespace, so an id holding any would shift every column after it.
+    if c_columns(value) != [value]:
         raise DataError(f"{what} {value!r} is empty or holds whitespace, which a TREC run cannot carry; use JSONL")
 
 
@@ -143,30 +157,21 @@ def write_run(run: Mapping[str, Mapping[str, float]], out: IO[str], tag: str = "
 
 
 def _parse_relevance(text: str, source: str, line: int) -> int:
-    try:
-        value = float(text)
-    except ValueError:
-        raise DataError(f"relevance {text!r} is not a number", source, line) from None
-    if not value.is_integer():
-        raise DataError(f"relevance {text!r} is not an integer", source, line)
-    return int(value)
+    if not _C_INTEGER.fullmatch(text):
+        problem = "is not an integer" if _C_FLOAT.fullmatch(text) else "is not a number (an ASCII integer, as C's atol reads it)"
+        raise DataError(f"relevance {text!r} {problem}", source, line)
+    return int(float(text)) if "." in text else int(text)
 
 
 def _is_beir_header(columns: list[str]) -> bool:
-    """BEIR's `query-id corpus-id score`, or any first row whose relevance is not a number."""
-    if [c.lower() for c in columns] == list(BEIR_HEADER):
-        return True
-    try:
-        float(columns[2])
-    except ValueError:
-        return True
-    return False
+    """Only BEIR's own header, `query-id corpus-id score`: any other first row is data (and checked as data)."""
+    return tuple(columns) == BEIR_HEADER
 
 
 def _qrels_columns(text: str) -> list[str]:
-    # BEIR is tab-separated; TREC qrels are separated by any whitespace.
+    # BEIR is tab-separated; TREC qrels are separated by C's whitespace, as trec_eval splits them.
     columns = text.split("\t")
-    return [c.strip() for c in columns] if len(columns) == 3 else text.split()
+    return [c.strip(C_SPACE) for c in columns] if len(columns) == 3 else c_columns(text)
 
 
 def _qrels_row(text: str, fmt: str, source: str, line: int) -> tuple[str, str, int]:

@@ -21,8 +21,8 @@ from typing import IO, Callable, Iterable, Iterator
 import numpy as np
 import orjson
 
-from vecpipe.core.atomic import atomic_file, storage_error
-from vecpipe.core.errors import DataError, UsageError
+from vecpipe.core.atomic import atomic_file
+from vecpipe.core.errors import DataError, UsageError, storage_error
 from vecpipe.formats.text import BOM, ID_KEYS, parse_record
 
 NPY_MAGIC = b"\x93NUMPY"

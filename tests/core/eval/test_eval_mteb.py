@@ -32,3 +32,18 @@ def test_sickr_reproduces_mteb_cosine_spearman(default_model):
     assert len(pairs.gold) == 9927
     scores = ev.evaluate_sts(ev.Embedder(default_model, use_cache=False), pairs)
     assert scores["cosine_spearman"] == pytest.approx(SICKR_COSINE_SPEARMAN, abs=TOLERANCE)
+
+
+BANKING77_ACCURACY = 0.80042  # MTEB's published 0.8004220779220779
+
+
+def test_banking77_reproduces_mteb_classification_accuracy(default_model):
+    from vecpipe.core.eval.classification import evaluate_classification, read_labelled
+
+    folder = SHARED_DATA / "banking77"
+    train, test = read_labelled(str(folder / "train.jsonl")), read_labelled(str(folder / "test.jsonl"))
+    assert (len(train.texts), len(test.texts), len(set(train.labels))) == (10003, 3080, 77)
+    result = evaluate_classification(ev.Embedder(default_model, use_cache=False), train, test)
+    assert result.draws == 10 and len(result.scores["scores_per_experiment"]) == 10
+    assert result.train_texts_used <= 10 * 8 * 77
+    assert result.main_score == pytest.approx(BANKING77_ACCURACY, abs=TOLERANCE)

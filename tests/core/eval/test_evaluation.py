@@ -142,6 +142,22 @@ def test_evaluate_config_scores_the_run_against_the_qrels():
     assert outcome.bytes_per_vector == DIM * 4 and outcome.evaluation.k_values == (1, 5, 10)
 
 
+def test_ignore_identical_ids_keeps_top_k_other_documents_end_to_end():
+    """Queries that are also documents (ArguAna, Quora): each finds itself first; MTEB drops it and keeps k others."""
+    docs = ev.Vectors(DOCS.ids[:70] + QUERIES.ids, np.vstack([DOCS.matrix[:70], QUERIES.matrix]), PROVENANCE, "docs")
+    ranking = brute_force(docs.matrix, QUERIES.matrix, 4)
+    assert all(row[0] == 70 + i for i, row in enumerate(ranking))  # each query is its own nearest document
+    truth = [[docs.ids[j] for j in row[1:]] for row in ranking]
+    data = ev.RetrievalData(docs.ids, [""] * 77, QUERIES.ids, [""] * 7,
+                            {qid: {truth[i][0]: 1} for i, qid in enumerate(QUERIES.ids)}, {})
+    found_self = ev.evaluate_config(data, docs, QUERIES, ev.SearchConfig(), top_k=3, k_values=[1])
+    assert found_self.evaluation.averages["precision_at_1"] == 0.0
+    outcome = ev.evaluate_config(data, docs, QUERIES, ev.SearchConfig(), top_k=3, k_values=[1], ignore_identical_ids=True)
+    assert outcome.evaluation.averages["precision_at_1"] == 1.0
+    for i, qid in enumerate(QUERIES.ids):
+        assert ranked(outcome.search.run, qid) == truth[i]
+
+
 # --- data ---------------------------------------------------------------------------------
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import FIXTURES, TINY_CONFIG, tiny_weights, write_tiny_checkpoint
-from vecpipe.core.models.convert import GRAPH_FORMS, convert, read_checkpoint
+from vecpipe.core.models.convert import GRAPH_FORMS, convert
 from vecpipe.core.errors import ModelError
 from vecpipe.core.models.model import Model
 

@@ -3,6 +3,7 @@
 One module per subcommand:
 - `eval retrieval` (retrieval.py) scores a run against qrels, or embeds, searches and scores a BEIR set;
 - `eval sts` (sts.py) correlates cosine similarity with gold scores;
+- `eval classification` (classification.py) fits MTEB's few-shot logistic regression on embeddings;
 - `eval ann` (ann.py) measures an index's recall and speed against exact search;
 - `eval sweep` (sweep.py) runs retrieval over dims x dtypes x rescoring.
 
@@ -13,10 +14,10 @@ from __future__ import annotations
 
 import typer
 
-from vecpipe.cli.eval import ann, retrieval, sts, sweep
+from vecpipe.cli.eval import ann, classification, retrieval, sts, sweep
 from vecpipe.cli.eval.common import eval_app
 
-for _module in (retrieval, sts, ann, sweep):
+for _module in (retrieval, sts, classification, ann, sweep):
     _module.register(eval_app)
 
 

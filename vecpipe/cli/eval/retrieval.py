@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 from typing import Optional
 
 import typer
@@ -95,11 +96,27 @@ def retrieval_table(task_name: str, split: str, evaluation) -> tuple[str, list[s
     return title, columns, rows
 
 
-def score_run(run: dict, qrels: dict, k_values: list[int], complete: bool):
-    """Score a run; nDCG@10 is always computed, being the main score."""
-    from vecpipe.core.eval.metrics import MAIN_K, evaluate_retrieval
+@dataclass
+class Scoring:
+    """How a run is scored: cutoffs (nDCG@10, the main score, always among them), averaging and MTEB's options."""
 
-    return evaluate_retrieval(run, qrels, sorted({*k_values, MAIN_K}), complete=complete)
+    k_values: list[int]
+    complete: bool = False
+    ignore_identical_ids: bool = False
+    score_precision: str = "float64"
+
+    def parameters(self) -> dict:
+        return {"ignore_identical_ids": self.ignore_identical_ids, "score_precision": self.score_precision}
+
+    def score(self, run: dict, qrels: dict, source: str | None = None):
+        from vecpipe.core.eval.metrics import MAIN_K, at_score_precision, evaluate_retrieval, without_identical_ids
+
+        if self.ignore_identical_ids:
+            run, dropped = without_identical_ids(run)
+            if dropped:
+                say(f"{dropped} hits whose document id is their query's id were dropped (--ignore-identical-ids)")
+        run = at_score_precision(run, self.score_precision)
+        return evaluate_retrieval(run, qrels, sorted({*self.k_values, MAIN_K}), complete=self.complete, source=source)
 
 
 def report_retrieval(
@@ -143,33 +160,34 @@ def _search_config(dim, quantize, rescore, exact: bool, index_params: Optional[s
     return config
 
 
-def _score_run_file(run: str, qrels: str, k_values: list[int], complete: bool, options: dict) -> None:
+def _score_run_file(run: str, qrels: str, scoring: Scoring, options: dict) -> None:
     _check_run_source(run, qrels)
     qrels_data, qrels_record = load_qrels(qrels)
     run_data, run_record = load_run(run)
-    evaluation = score_run(run_data.run, qrels_data.qrels, k_values, complete)
-    provenance = {"command": "eval retrieval", "inputs": {"run": run_record, "qrels": qrels_record}}
-    report_retrieval(evaluation, complete=complete, provenance=provenance, **options)
+    evaluation = scoring.score(run_data.run, qrels_data.qrels, run_record["path"])
+    provenance = {"command": "eval retrieval", "inputs": {"run": run_record, "qrels": qrels_record}, "parameters": scoring.parameters()}
+    report_retrieval(evaluation, complete=scoring.complete, provenance=provenance, **options)
 
 
-def _embed_and_score(data, config, model, top_k: int, k_values: list[int], complete: bool, no_cache: bool, quiet: bool, options: dict) -> None:
+def _embed_and_score(data, config, model, top_k: int, scoring: Scoring, no_cache: bool, quiet: bool, options: dict) -> None:
     from vecpipe.core.eval.evaluation import embed_retrieval_data, evaluate_config
     from vecpipe.core.eval.results import model_record
 
     with embedding_progress(quiet) as progress:
         embedder = open_embedder(model, no_cache, progress)
         docs, queries = embed_retrieval_data(embedder, data)
-    outcome = evaluate_config(data, docs, queries, config, top_k=top_k, k_values=k_values, complete=complete)
+    outcome = evaluate_config(data, docs, queries, config, top_k=top_k, k_values=scoring.k_values, complete=scoring.complete,
+                              ignore_identical_ids=scoring.ignore_identical_ids, score_precision=scoring.score_precision)
     say_once(outcome.search.notices, set())
     provenance = {
         "command": "eval retrieval",
         "model": model_record(embedder),
         "inputs": data.inputs,
-        "parameters": {**config.describe(embedder.model.dim), "top_k": top_k},
+        "parameters": {**config.describe(embedder.model.dim), "top_k": top_k, **scoring.parameters()},
         "embeddings": embedding_summary(embedder, quiet),
         "search": {"seconds": outcome.search.seconds, "qps": outcome.qps(), "bytes_per_vector": outcome.bytes_per_vector},
     }
-    report_retrieval(outcome.evaluation, complete=complete, provenance=provenance, **options)
+    report_retrieval(outcome.evaluation, complete=scoring.complete, provenance=provenance, **options)
 
 
 @handles_errors
@@ -187,6 +205,8 @@ def retrieval(
     top_k: int = typer.Option(1000, "--top-k", metavar="N", help=TOP_K_HELP),
     k: str = typer.Option(DEFAULT_K, "--k", metavar="K,K,...", help="Cutoffs, comma-separated. nDCG@10, the main score, is always included."),
     complete: bool = typer.Option(False, "--complete", "-c", help="Average over every judged query, scoring those missing from the run as 0 (trec_eval -c). Default: leave them out, as pytrec_eval and MTEB do."),
+    ignore_identical_ids: bool = typer.Option(False, "--ignore-identical-ids", help="Drop a hit whose document id equals its query id, as MTEB does for ArguAna, Quora and the other tasks listed in docs/EVAL.md."),
+    score_precision: str = typer.Option("float64", "--score-precision", metavar="float64|float32", help="Rank by scores as doubles (trec_eval 10) or rounded to float32 (pytrec_eval, so MTEB, and trec_eval <= 9): equal float32 scores then tie."),
     task_name: Optional[str] = typer.Option(None, "--task-name", metavar="NAME", help=TASK_HELP),
     split: Optional[str] = typer.Option(None, "--split", metavar="NAME", help=SPLIT_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
@@ -210,12 +230,14 @@ def retrieval(
     from vecpipe.core.errors import UsageError
 
     started = time.monotonic()
-    k_values = parse_int_list(k, "--k")
+    if score_precision not in ("float64", "float32"):
+        raise UsageError(f"--score-precision must be float64 or float32, not {score_precision!r}")
+    scoring = Scoring(parse_int_list(k, "--k"), complete, ignore_identical_ids, score_precision)
     default_task, default_split = default_task_and_split(qrels)
     options = {"task_name": task_name or default_task, "split": split or default_split, "started": started,
                "as_json": as_json, "output_dir": output}
     if corpus is None and queries is None:
-        _score_run_file(run or STDIN, qrels, k_values, complete, options)
+        _score_run_file(run or STDIN, qrels, scoring, options)
         return
     if run is not None:
         raise UsageError("--run scores a run file; --corpus and --queries make the run: give one or the other")
@@ -223,4 +245,4 @@ def retrieval(
         raise UsageError("--top-k must be at least 1")
     config = _search_config(dim, quantize, rescore, exact, index_params)
     data = load_dataset(corpus, queries, qrels)
-    _embed_and_score(data, config, model, top_k, k_values, complete, no_cache, quiet, options)
+    _embed_and_score(data, config, model, top_k, scoring, no_cache, quiet, options)

@@ -26,7 +26,16 @@ import numpy as np
 
 from vecpipe.core.errors import DataError, UsageError
 from vecpipe.core.hashing import sha256_file
-from vecpipe.core.eval.metrics import DEFAULT_K_VALUES, MAIN_K, RetrievalEvaluation, evaluate_retrieval, pearson, spearman
+from vecpipe.core.eval.metrics import (
+    DEFAULT_K_VALUES,
+    MAIN_K,
+    RetrievalEvaluation,
+    at_score_precision,
+    evaluate_retrieval,
+    pearson,
+    spearman,
+    without_identical_ids,
+)
 
 MTEB_TOP_K = 1000
 SEARCH_DTYPES = ("float32", "int8", "binary")
@@ -43,7 +52,7 @@ def file_record(path: str | Path) -> dict:
         raise DataError(exc.strerror or "cannot read", str(path)) from None
 
 
-def _lines(path: str | Path):
+def open_lines(path: str | Path):
     try:
         return open(path, "rb")
     except OSError as exc:
@@ -69,12 +78,12 @@ def load_retrieval_data(corpus: str, queries: str, qrels: str) -> RetrievalData:
     from vecpipe.formats.beir import iter_corpus, read_queries
     from vecpipe.formats.trec import read_qrels
 
-    with _lines(qrels) as stream:
+    with open_lines(qrels) as stream:
         judgments = read_qrels(stream, str(qrels)).qrels
     if not judgments:
         raise DataError("no judgments found", str(qrels))
     doc_ids, doc_texts = _read_corpus(corpus, iter_corpus)
-    with _lines(queries) as stream:
+    with open_lines(queries) as stream:
         query_texts = read_queries(stream, str(queries), only=set(judgments))
     if not query_texts:
         raise DataError("none of the judged queries is in this file", str(queries))
@@ -91,7 +100,7 @@ def load_retrieval_data(corpus: str, queries: str, qrels: str) -> RetrievalData:
 
 def _read_corpus(corpus: str, iter_corpus) -> tuple[list[str], list[str]]:
     doc_ids, doc_texts, seen = [], [], set()
-    with _lines(corpus) as stream:
+    with open_lines(corpus) as stream:
         for doc_id, text in iter_corpus(stream, str(corpus)):
             if doc_id in seen:
                 raise DataError(f"document id {doc_id!r} appears twice", str(corpus))
@@ -315,10 +324,19 @@ def evaluate_config(
     top_k: int = MTEB_TOP_K,
     k_values: Iterable[int] = DEFAULT_K_VALUES,
     complete: bool = False,
+    ignore_identical_ids: bool = False,
+    score_precision: str = "float64",
 ) -> RetrievalOutcome:
-    """Search with `config` and score the run against the qrels."""
-    outcome = search_run(docs, queries, config, top_k)
-    evaluation = evaluate_retrieval(outcome.run, data.qrels, sorted({*k_values, MAIN_K}), complete=complete)
+    """Search with `config` and score the run against the qrels.
+
+    With `ignore_identical_ids`, as MTEB: one more hit is fetched per query and a hit whose id is
+    the query's own is dropped, so each query keeps `top_k` other documents."""
+    outcome = search_run(docs, queries, config, top_k + 1 if ignore_identical_ids else top_k)
+    if ignore_identical_ids:
+        kept, _ = without_identical_ids(outcome.run)
+        outcome.run = {qid: dict(list(hits.items())[:top_k]) for qid, hits in kept.items()}
+    run = at_score_precision(outcome.run, score_precision)
+    evaluation = evaluate_retrieval(run, data.qrels, sorted({*k_values, MAIN_K}), complete=complete)
     dim = config.dim or docs.matrix.shape[1]
     return RetrievalOutcome(config, evaluation, outcome, len(queries.ids), bytes_per_vector(config.dtype, dim))
 
@@ -367,7 +385,7 @@ def read_sts_pairs(path: str, fields: Sequence[str] = STS_FIELDS) -> StsPairs:
     from vecpipe.formats.trec import numbered_lines
 
     first, second, gold = [], [], []
-    with _lines(path) as stream:
+    with open_lines(path) as stream:
         for line, raw in numbered_lines(stream, str(path)):
             a, b, score = _sts_row(parse_record(raw, str(path), line), fields, str(path), line)
             first.append(a)

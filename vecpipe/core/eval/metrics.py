@@ -123,12 +123,35 @@ def _ordered_keys(k_values: Sequence[int]) -> list[str]:
     return [metric_key(m, k) for m in RETRIEVAL_METRICS for k in k_values]
 
 
+SCORE_PRECISIONS = ("float64", "float32")
+
+
+def without_identical_ids(run: Run) -> tuple[dict[str, dict[str, float]], int]:
+    """The run without hits whose document id is the query id, and how many were dropped.
+
+    MTEB does this for tasks whose queries are also documents (ArguAna, Quora, ...:
+    `ignore_identical_ids`); a query would otherwise find itself at rank 1."""
+    kept = {qid: {doc: score for doc, score in docs.items() if doc != qid} for qid, docs in run.items()}
+    return kept, sum(len(docs) for docs in run.values()) - sum(len(docs) for docs in kept.values())
+
+
+def at_score_precision(run: Run, precision: str) -> Run:
+    """Scores rounded to float32, as pytrec_eval (so MTEB) and trec_eval <= 9 store them, or kept as doubles
+    (trec_eval 10). Two scores distinct as doubles can be equal as float32 and then tie, broken by doc id."""
+    if precision == "float64":
+        return run
+    if precision != "float32":
+        raise DataError(f"score precision must be one of {', '.join(SCORE_PRECISIONS)}, not {precision!r}")
+    return {qid: dict(zip(docs, np.asarray(list(docs.values()), np.float32).tolist())) for qid, docs in run.items()}
+
+
 def evaluate_retrieval(
     run: Run,
     qrels: Qrels,
     k_values: Iterable[int] = DEFAULT_K_VALUES,
     *,
     complete: bool = False,
+    source: str | None = None,
 ) -> RetrievalEvaluation:
     """Score a run (query id -> {doc id: score}) against qrels (query id -> {doc id: relevance}).
 
@@ -147,7 +170,7 @@ def evaluate_retrieval(
         for qid in missing:
             per_query[qid] = _zero_scores(ks)
     if not per_query:
-        raise DataError("no query of the run is judged in the qrels, so there is nothing to score")
+        raise DataError("no query of the run is judged in the qrels, so there is nothing to score", source)
     return RetrievalEvaluation(
         k_values=ks,
         averages=_average(per_query, _ordered_keys(ks)),

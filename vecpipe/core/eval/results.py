@@ -68,6 +68,8 @@ def write_result_file(result: dict, output_dir: str, suffix: str = "") -> Path:
     name = result["task_name"]
     if not name or "/" in name or name.startswith("."):
         raise UsageError(f"task name {name!r} cannot be a file name; pass --task-name")
+    if Path(output_dir).exists() and not Path(output_dir).is_dir():
+        raise UsageError(f"--output {output_dir} is not a directory; results are written as DIR/<task_name>.json")
     target = Path(output_dir) / f"{name}{suffix}.json"
     write_bytes_atomic(target, orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
     return target

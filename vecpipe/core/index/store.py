@@ -27,8 +27,8 @@ from typing import Iterator
 
 import orjson
 
-from vecpipe.core.atomic import DirLock, fsync_dir, make_temp_dir_beside, storage_error, write_bytes_atomic
-from vecpipe.core.errors import IndexStoreError, StorageError, VecpipeError
+from vecpipe.core.atomic import DirLock, fsync_dir, make_temp_dir_beside, write_bytes_atomic
+from vecpipe.core.errors import IndexStoreError, StorageError, VecpipeError, storage_error
 
 FORMAT_VERSION = 1
 CURRENT = "CURRENT"

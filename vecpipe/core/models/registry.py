@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from vecpipe.core.atomic import make_temp_dir_beside, storage_error
-from vecpipe.core.errors import ModelError
+from vecpipe.core.atomic import make_temp_dir_beside
+from vecpipe.core.errors import ModelError, storage_error
 from vecpipe.core.hashing import sha256_file
 from vecpipe.core.models.checkpoint import CHECKPOINT_FILES, is_checkpoint_dir
 from vecpipe.core.models.convert import DEFAULT_GRAPH, convert
