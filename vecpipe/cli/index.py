@@ -83,14 +83,28 @@ def build(
     keep_float: bool = typer.Option(False, "--keep-float", help="Also store the float vectors (memory-mapped) for `search --rescore`."),
     calibration: Optional[Path] = typer.Option(None, "--calibration", help="int8 ranges (from `vecpipe quantize --save-calibration`), also used to quantize float queries."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing index (atomically)."),
+    lexical: bool = typer.Option(False, "--lexical", help="Also index the records' text with BM25 (bm25s), for `search --mode lexical|hybrid`; kept up to date by add and delete."),
+    lexical_language: str = typer.Option("english", "--lexical-language", metavar="LANG", help="Stemmer (PyStemmer) and stopword language of the lexical part."),
+    no_stem: bool = typer.Option(False, "--no-stem", help="Lexical part: no stemming."),
+    no_stopwords: bool = typer.Option(False, "--no-stopwords", help="Lexical part: keep stopwords."),
+    field: str = typer.Option("text", "--field", help="Lexical part: the field holding the text (as in embed; a BEIR `title` is joined in front of `text`)."),
+    no_title: bool = typer.Option(False, "--no-title", help="Lexical part: do not join a `title` in front of `text`."),
+    bm25_k1: float = typer.Option(1.5, "--bm25-k1", min=0, max=100, help="BM25 k1 (term-frequency saturation)."),
+    bm25_b: float = typer.Option(0.75, "--bm25-b", min=0, max=1, help="BM25 b (length normalization)."),
+    bm25_method: str = typer.Option("lucene", "--bm25-method", help="BM25 variant: lucene, robertson, atire, bm25l or bm25+."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress and no summary."),
 ) -> None:
     """Build an index from vector records."""
+    from vecpipe.core.index.lexical import LexicalSettings
     from vecpipe.core.index.vector_index import BuildOptions, build_index
 
+    settings = None
+    if lexical:
+        settings = LexicalSettings(language=lexical_language, stem=not no_stem, stopwords=not no_stopwords, k1=bm25_k1, b=bm25_b,
+                                   method=bm25_method, field=field, join_title=not no_title)
     options = BuildOptions(
         metric=metric, M=M, ef_construction=ef_construction, quantize=quantize,
-        keep_float=keep_float, calibration=calibration, overwrite=overwrite,
+        keep_float=keep_float, calibration=calibration, overwrite=overwrite, lexical=settings,
     )
     report = build_index(output, _read_batches(inputs, quiet), options, _write_options(threads, order, seed))
     _report("built", output, report, quiet)

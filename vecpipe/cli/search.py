@@ -60,22 +60,29 @@ def search(
     model: Optional[str] = typer.Option(None, "-m", "--model", autocompletion=model_names, help="Where to find the index's model (a directory or name); it must be the model the index was built with."),
     run_name: str = typer.Option("vecpipe", "--run-name", help="The tag column of --format trec."),
     batch_size: int = typer.Option(256, "--batch-size", help="Queries embedded and searched together."),
+    mode: Optional[str] = typer.Option(None, "--mode", metavar="dense|lexical|hybrid", help="dense (vectors), lexical (BM25 of the text) or hybrid (both, fused). Default: hybrid when the index has a lexical part (index build --lexical), else dense."),
+    fusion: str = typer.Option("rrf", "--fusion", metavar="rrf|convex", help="Hybrid: reciprocal-rank fusion, or a convex mix of min-max normalized scores."),
+    rrf_k: float = typer.Option(60, "--rrf-k", help="Hybrid RRF: the k in 1 / (k + rank)."),
+    alpha: float = typer.Option(0.5, "--alpha", help="Hybrid convex: the dense list's weight, between 0 and 1 (the lexical list gets 1 - alpha)."),
 ) -> None:
     from vecpipe.core.errors import UsageError
     from vecpipe.core.index.vector_index import VectorIndex
+    from vecpipe.core.retrieval.modes import Fusion, ModeRequest, default_mode
+    from vecpipe.core.retrieval.modes import search as search_mode
 
     if out_format not in ("jsonl", "trec"):
         raise UsageError("--format must be jsonl or trec")
     if rescore is not None and rescore < 1:
         raise UsageError("--rescore must be at least 1")
     with VectorIndex.open(directory) as index:
+        request = ModeRequest(mode or default_mode(index), k, where, min_score, ef, exact, rescore, Fusion(fusion, rrf_k, alpha))
+        request.check(index, has_text=True)
         embedder = _QueryEmbedder(index.provenance, model)
         sink = _sink(out_format, as_json, run_name)
         shown: set[str] = set()
-        for ids, matrix, provenance in _query_batches(query, input_path, field, batch_size, embedder):
-            result = index.search(
-                matrix, k, provenance=provenance, ef=ef, where=where, exact=exact, min_score=min_score, rescore=rescore
-            )
+        needs_vectors = request.mode != "lexical"
+        for ids, texts, matrix, provenance in _query_batches(query, input_path, field, batch_size, embedder, needs_vectors):
+            result = search_mode(index, request, texts, matrix, provenance)
             for notice in result.notices:
                 if notice not in shown:  # once per run, not once per batch
                     shown.add(notice)
@@ -130,10 +137,11 @@ class _QueryEmbedder:
             self._provenance = truncated_provenance(self._provenance, prov["truncate_dim"], self._model.dim, renormalize, None)
 
 
-def _query_batches(query: str | None, input_path: str, field: str, batch_size: int, embedder: _QueryEmbedder):
-    """(ids, matrix, provenance) per batch of queries."""
+def _query_batches(query: str | None, input_path: str, field: str, batch_size: int, embedder: _QueryEmbedder, needs_vectors: bool):
+    """(ids, texts, matrix, provenance) per batch of queries: texts None for vector queries, matrix None
+    when only text is searched (lexical mode embeds nothing)."""
     if query is not None:
-        yield [0], *embedder.embed([query])
+        yield [0], [query], *_embedded([query], embedder, needs_vectors)
         return
     with open_input(input_path) as stream:
         source = input_name(input_path)
@@ -142,17 +150,21 @@ def _query_batches(query: str | None, input_path: str, field: str, batch_size: i
             # A named file is read by name: errors cite it, and an .npy finds its sidecar.
             yield from _vector_queries(input_path, replayed if input_path == STDIN else None, batch_size)
         else:
-            yield from _text_queries(replayed, source, field, batch_size, embedder)
+            yield from _text_queries(replayed, source, field, batch_size, embedder, needs_vectors)
+
+
+def _embedded(texts: list[str], embedder: _QueryEmbedder, needs_vectors: bool) -> tuple:
+    return embedder.embed(texts) if needs_vectors else (None, None)
 
 
 def _vector_queries(path: str, stream: IO[bytes] | None, batch_size: int):
     from vecpipe.formats.vectors import read_vectors
 
     for batch in read_vectors(path, stream, batch_size, note=say):
-        yield batch.ids, batch.matrix, {**batch.provenance, "dtype": batch.dtype}  # an .npy without sidecar says it by its matrix
+        yield batch.ids, None, batch.matrix, {**batch.provenance, "dtype": batch.dtype}  # an .npy without sidecar says it by its matrix
 
 
-def _text_queries(stream: IO[bytes], source: str, field: str, batch_size: int, embedder: _QueryEmbedder):
+def _text_queries(stream: IO[bytes], source: str, field: str, batch_size: int, embedder: _QueryEmbedder, needs_vectors: bool):
     from vecpipe.formats.text import read_texts
 
     ids, texts = [], []
@@ -160,10 +172,10 @@ def _text_queries(stream: IO[bytes], source: str, field: str, batch_size: int, e
         ids.append(record.id)
         texts.append(record.text)
         if len(texts) == batch_size:
-            yield ids, *embedder.embed(texts)
+            yield ids, texts, *_embedded(texts, embedder, needs_vectors)
             ids, texts = [], []
     if texts:
-        yield ids, *embedder.embed(texts)
+        yield ids, texts, *_embedded(texts, embedder, needs_vectors)
 
 
 def _is_vector_input(head: bytes) -> bool:
@@ -206,7 +218,7 @@ def _sink(out_format: str, as_json: bool, run_name: str):
     return _TableSink()
 
 
-HIT_KEYS = ("query_id", "rank", "id", "score")
+HIT_KEYS = ("query_id", "rank", "id", "score", "ranks")
 _HIT_KEY_BYTES = tuple(f'"{key}"'.encode() for key in HIT_KEYS)
 
 
@@ -216,6 +228,8 @@ def hit_line(query_id, hit, dumps) -> bytes:
     Stored fields named like the hit's own keys are left out rather than clobber them; only
     fields that might hold such a key take the slower parse-and-merge path."""
     record = {"query_id": query_id, "rank": hit.rank, "id": hit.id, "score": hit.score}
+    if hit.ranks is not None:
+        record["ranks"] = hit.ranks
     stored = hit.fields_json
     if stored == b"{}":
         return dumps(record) + b"\n"

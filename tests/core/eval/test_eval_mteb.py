@@ -47,3 +47,14 @@ def test_banking77_reproduces_mteb_classification_accuracy(default_model):
     assert result.draws == 10 and len(result.scores["scores_per_experiment"]) == 10
     assert result.train_texts_used <= 10 * 8 * 77
     assert result.main_score == pytest.approx(BANKING77_ACCURACY, abs=TOLERANCE)
+
+
+BM25S_SCIFACT_NDCG_AT_10 = 0.68630  # bm25s run directly: English stopwords, PyStemmer English, k1 1.5, b 0.75 (bench/hybrid.py)
+
+
+def test_scifact_lexical_matches_bm25s_and_rrf_hybrid_beats_both(scifact_embedded):
+    data, docs, queries = scifact_embedded
+    lexical = ev.evaluate_config(data, None, None, ev.SearchConfig(), mode="lexical")
+    assert lexical.main_score == pytest.approx(BM25S_SCIFACT_NDCG_AT_10, abs=0.005)
+    hybrid = ev.evaluate_config(data, docs, queries, ev.SearchConfig(), mode="hybrid")
+    assert hybrid.main_score >= 0.71

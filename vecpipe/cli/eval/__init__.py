@@ -2,6 +2,7 @@
 
 One module per subcommand:
 - `eval retrieval` (retrieval.py) scores a run against qrels, or embeds, searches and scores a BEIR set;
+- `eval fuse` (fuse.py) fuses any retrievers' runs with RRF or convex weights;
 - `eval sts` (sts.py) correlates cosine similarity with gold scores;
 - `eval classification` (classification.py) fits MTEB's few-shot logistic regression on embeddings;
 - `eval ann` (ann.py) measures an index's recall and speed against exact search;
@@ -14,10 +15,10 @@ from __future__ import annotations
 
 import typer
 
-from vecpipe.cli.eval import ann, classification, retrieval, sts, sweep
+from vecpipe.cli.eval import ann, classification, fuse, retrieval, sts, sweep
 from vecpipe.cli.eval.common import eval_app
 
-for _module in (retrieval, sts, classification, ann, sweep):
+for _module in (retrieval, fuse, sts, classification, ann, sweep):
     _module.register(eval_app)
 
 

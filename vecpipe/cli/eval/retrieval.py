@@ -169,24 +169,52 @@ def _score_run_file(run: str, qrels: str, scoring: Scoring, options: dict) -> No
     report_retrieval(evaluation, complete=scoring.complete, provenance=provenance, **options)
 
 
-def _embed_and_score(data, config, model, top_k: int, scoring: Scoring, no_cache: bool, quiet: bool, options: dict) -> None:
+@dataclass
+class Retriever:
+    """What makes the run end to end: the model, how its vectors are stored and searched, and the mode."""
+
+    model: Optional[str]
+    config: object  # SearchConfig
+    top_k: int
+    mode: str = "dense"
+    fusion: object = None  # retrieval.modes.Fusion, for hybrid
+    lexical: dict | None = None  # LexicalSettings fields, for lexical and hybrid
+
+    def parameters(self, dim: int | None) -> dict:
+        parameters = {"mode": self.mode, "top_k": self.top_k}
+        if self.mode != "lexical":
+            parameters.update(self.config.describe(dim))
+        if self.mode != "dense":
+            from vecpipe.core.index.lexical import LexicalSettings
+
+            parameters["lexical"] = LexicalSettings(**(self.lexical or {})).describe()
+        if self.mode == "hybrid":
+            parameters.update(self.fusion.describe())
+        return parameters
+
+
+def _embed_and_score(data, retriever: Retriever, scoring: Scoring, no_cache: bool, quiet: bool, options: dict) -> None:
     from vecpipe.core.eval.evaluation import embed_retrieval_data, evaluate_config
     from vecpipe.core.eval.results import model_record
 
-    with embedding_progress(quiet) as progress:
-        embedder = open_embedder(model, no_cache, progress)
-        docs, queries = embed_retrieval_data(embedder, data)
-    outcome = evaluate_config(data, docs, queries, config, top_k=top_k, k_values=scoring.k_values, complete=scoring.complete,
-                              ignore_identical_ids=scoring.ignore_identical_ids, score_precision=scoring.score_precision)
+    embedder = docs = queries = None
+    if retriever.mode != "lexical":  # BM25 alone embeds nothing
+        with embedding_progress(quiet) as progress:
+            embedder = open_embedder(retriever.model, no_cache, progress)
+            docs, queries = embed_retrieval_data(embedder, data)
+    outcome = evaluate_config(data, docs, queries, retriever.config, top_k=retriever.top_k, k_values=scoring.k_values,
+                              complete=scoring.complete, ignore_identical_ids=scoring.ignore_identical_ids,
+                              score_precision=scoring.score_precision, mode=retriever.mode, fusion=retriever.fusion,
+                              lexical=retriever.lexical)
     say_once(outcome.search.notices, set())
     provenance = {
         "command": "eval retrieval",
-        "model": model_record(embedder),
         "inputs": data.inputs,
-        "parameters": {**config.describe(embedder.model.dim), "top_k": top_k, **scoring.parameters()},
-        "embeddings": embedding_summary(embedder, quiet),
+        "parameters": {**retriever.parameters(embedder.model.dim if embedder else None), **scoring.parameters()},
         "search": {"seconds": outcome.search.seconds, "qps": outcome.qps(), "bytes_per_vector": outcome.bytes_per_vector},
     }
+    if embedder is not None:
+        provenance.update(model=model_record(embedder), embeddings=embedding_summary(embedder, quiet))
     report_retrieval(outcome.evaluation, complete=scoring.complete, provenance=provenance, **options)
 
 
@@ -206,6 +234,12 @@ def retrieval(
     k: str = typer.Option(DEFAULT_K, "--k", metavar="K,K,...", help="Cutoffs, comma-separated. nDCG@10, the main score, is always included."),
     complete: bool = typer.Option(False, "--complete", "-c", help="Average over every judged query, scoring those missing from the run as 0 (trec_eval -c). Default: leave them out, as pytrec_eval and MTEB do."),
     ignore_identical_ids: bool = typer.Option(False, "--ignore-identical-ids", help="Drop a hit whose document id equals its query id, as MTEB does for ArguAna, Quora and the other tasks listed in docs/EVAL.md."),
+    mode: str = typer.Option("dense", "--mode", metavar="dense|lexical|hybrid", help="End to end: dense (embed and search vectors), lexical (BM25 with bm25s, nothing embedded) or hybrid (both, fused)."),
+    fusion: str = typer.Option("rrf", "--fusion", metavar="rrf|convex", help="Hybrid: reciprocal-rank fusion, or a convex mix of min-max normalized scores."),
+    rrf_k: float = typer.Option(60, "--rrf-k", help="Hybrid RRF: the k in 1 / (k + rank)."),
+    alpha: float = typer.Option(0.5, "--alpha", help="Hybrid convex: the dense run's weight (the lexical run gets 1 - alpha)."),
+    lexical_language: str = typer.Option("english", "--lexical-language", metavar="LANG", help="Lexical: stemmer and stopword language."),
+    no_stem: bool = typer.Option(False, "--no-stem", help="Lexical: no stemming."),
     score_precision: str = typer.Option("float64", "--score-precision", metavar="float64|float32", help="Rank by scores as doubles (trec_eval 10) or rounded to float32 (pytrec_eval, so MTEB, and trec_eval <= 9): equal float32 scores then tie."),
     task_name: Optional[str] = typer.Option(None, "--task-name", metavar="NAME", help=TASK_HELP),
     split: Optional[str] = typer.Option(None, "--split", metavar="NAME", help=SPLIT_HELP),
@@ -243,6 +277,12 @@ def retrieval(
         raise UsageError("--run scores a run file; --corpus and --queries make the run: give one or the other")
     if top_k < 1:
         raise UsageError("--top-k must be at least 1")
-    config = _search_config(dim, quantize, rescore, exact, index_params)
+    from vecpipe.core.retrieval.modes import MODES, Fusion
+
+    if mode not in MODES:
+        raise UsageError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
+    Fusion(fusion, rrf_k, alpha).check()  # before minutes of embedding, not after
+    retriever = Retriever(model, _search_config(dim, quantize, rescore, exact, index_params), top_k, mode, Fusion(fusion, rrf_k, alpha),
+                          {"language": lexical_language, "stem": not no_stem})
     data = load_dataset(corpus, queries, qrels)
-    _embed_and_score(data, config, model, top_k, scoring, no_cache, quiet, options)
+    _embed_and_score(data, retriever, scoring, no_cache, quiet, options)

@@ -317,8 +317,8 @@ class RetrievalOutcome:
 
 def evaluate_config(
     data: RetrievalData,
-    docs: Vectors,
-    queries: Vectors,
+    docs: Vectors | None,
+    queries: Vectors | None,
     config: SearchConfig,
     *,
     top_k: int = MTEB_TOP_K,
@@ -326,19 +326,62 @@ def evaluate_config(
     complete: bool = False,
     ignore_identical_ids: bool = False,
     score_precision: str = "float64",
+    mode: str = "dense",
+    fusion=None,
+    lexical: dict | None = None,
 ) -> RetrievalOutcome:
-    """Search with `config` and score the run against the qrels.
+    """Search with `config` in `mode` (dense, lexical or hybrid) and score the run against the qrels.
 
     With `ignore_identical_ids`, as MTEB: one more hit is fetched per query and a hit whose id is
-    the query's own is dropped, so each query keeps `top_k` other documents."""
-    outcome = search_run(docs, queries, config, top_k + 1 if ignore_identical_ids else top_k)
+    the query's own is dropped, so each query keeps `top_k` other documents. Lexical mode needs no
+    vectors (`docs` and `queries` may be None); `lexical` holds LexicalSettings fields."""
+    depth = top_k + 1 if ignore_identical_ids else top_k
+    outcome = _mode_run(data, docs, queries, config, depth, mode, fusion, lexical)
     if ignore_identical_ids:
         kept, _ = without_identical_ids(outcome.run)
         outcome.run = {qid: dict(list(hits.items())[:top_k]) for qid, hits in kept.items()}
     run = at_score_precision(outcome.run, score_precision)
     evaluation = evaluate_retrieval(run, data.qrels, sorted({*k_values, MAIN_K}), complete=complete)
-    dim = config.dim or docs.matrix.shape[1]
-    return RetrievalOutcome(config, evaluation, outcome, len(queries.ids), bytes_per_vector(config.dtype, dim))
+    dim = config.dim or (docs.matrix.shape[1] if docs is not None else 0)
+    return RetrievalOutcome(config, evaluation, outcome, len(data.query_ids), bytes_per_vector(config.dtype, dim) if docs is not None else 0)
+
+
+def _mode_run(data, docs, queries, config: SearchConfig, depth: int, mode: str, fusion, lexical: dict | None) -> SearchOutcome:
+    from vecpipe.core.retrieval.modes import MODES, Fusion
+
+    if mode not in MODES:
+        raise UsageError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    if mode == "lexical":
+        return lexical_run(data, depth, lexical)
+    dense = search_run(docs, queries, config, depth)
+    if mode == "dense":
+        return dense
+    from vecpipe.core.retrieval.fusion import alpha_weights, fuse_runs
+
+    fusion = fusion or Fusion()
+    fusion.check()
+    lexical_outcome = lexical_run(data, depth, lexical)
+    started = time.perf_counter()
+    run = fuse_runs({"dense": dense.run, "lexical": lexical_outcome.run}, fusion.method, rrf_k=fusion.rrf_k,
+                    weights=alpha_weights(["dense", "lexical"], fusion.alpha), depth=depth)
+    seconds = dense.seconds + lexical_outcome.seconds + time.perf_counter() - started
+    return SearchOutcome(run, seconds, dense.notices)
+
+
+def lexical_run(data: RetrievalData, top_k: int, lexical: dict | None = None) -> SearchOutcome:
+    """BM25 (bm25s) over the corpus texts, as an index's lexical part searches: the top `top_k` matching documents."""
+    from vecpipe.core.index.lexical import LexicalIndex, LexicalSettings, build
+
+    settings = LexicalSettings(**(lexical or {}))
+    settings.check()
+    with tempfile.TemporaryDirectory(prefix="vecpipe-eval-") as scratch:
+        entry = build(Path(scratch), ((n, {settings.field: text}) for n, text in enumerate(data.doc_texts)), settings)
+        index = LexicalIndex.load(Path(scratch), entry, len(data.doc_ids))
+        started = time.perf_counter()
+        labels, scores = index.search(data.query_texts, top_k)
+        run = {qid: {data.doc_ids[label]: score for label, score in zip(row_labels.tolist(), row_scores.tolist())}
+               for qid, row_labels, row_scores in zip(data.query_ids, labels, scores)}
+        return SearchOutcome(run, time.perf_counter() - started)
 
 
 def sweep_configs(

@@ -105,6 +105,11 @@ class MetaStore:
         rows = self._conn.execute("SELECT label FROM items ORDER BY label").fetchall()
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
+    def rows(self) -> Iterable[tuple[int, dict]]:
+        """(label, fields) of every record, in label order."""
+        for label, fields in self._conn.execute("SELECT label, fields FROM items ORDER BY label"):
+            yield label, orjson.loads(fields)
+
     def renumber(self) -> None:
         """Make labels 0..n-1 in their current order (a flat index's rows after a compaction)."""
         # Via negative labels, so that no UPDATE collides with a label not yet moved.

@@ -32,6 +32,7 @@ from vecpipe.core.index.store import (
     writing,
 )
 from vecpipe.core.index.scoring import dtype_of, is_float
+from vecpipe.core.index.lexical import LexicalSettings
 from vecpipe.formats.vectors import stored_width
 
 DEFAULT_M = 16
@@ -56,6 +57,7 @@ class BuildOptions:
     keep_float: bool = False
     calibration: Path | None = None  # int8 ranges for --quantize int8 or for float queries
     overwrite: bool = False
+    lexical: LexicalSettings | None = None  # a BM25 part beside the vectors (core/retrieval/lexical.py)
 
 
 @dataclass
@@ -79,11 +81,12 @@ class Hit:
     """One search result. The stored fields are parsed from their JSON only when read, so a
     caller that passes them on as JSON (`vecpipe search` does) never pays for parsing."""
 
-    __slots__ = ("rank", "score", "id", "fields_json", "_fields")
+    __slots__ = ("rank", "score", "id", "fields_json", "_fields", "ranks")
 
-    def __init__(self, rank: int, score: float, record_id, fields_json: bytes):
+    def __init__(self, rank: int, score: float, record_id, fields_json: bytes, ranks: dict | None = None):
         self.rank, self.score, self.id, self.fields_json = rank, score, record_id, fields_json
         self._fields = None
+        self.ranks = ranks  # hybrid search: the hit's rank in each list it came from
 
     @property
     def fields(self) -> dict:
@@ -148,6 +151,9 @@ def _new_index(first, options: BuildOptions, seed: int) -> tuple[dict, object]:
         "created": now_iso(),
         "provenance": provenance,
     }
+    if options.lexical is not None:
+        options.lexical.check()
+        manifest["lexical"] = options.lexical.describe()
     if options.quantize or not is_float(input_dtype):
         from vecpipe.core.index.flat import FlatIndex
 
@@ -182,9 +188,14 @@ class _Writer:
         self.pending_labels: set[int] = set()
         self.dropped: set[int] = set()
         self.report = WriteReport()
+        self.lexical = LexicalSettings.from_manifest(manifest["lexical"], str(staged.root)) if manifest.get("lexical") else None
 
     def upsert(self, batch) -> None:
         _check_record_provenance(self.manifest, batch.provenance, batch.source, batch.lines[0] if batch.lines else None)
+        if self.lexical is not None:
+            from vecpipe.core.index.lexical import check_texts
+
+            check_texts(batch.fields, self.lexical, batch.source, batch.lines)
         keys = [id_key(i) for i in batch.ids]
         last = {key: pos for pos, key in enumerate(keys)}  # a repeated id: the last record wins
         positions = sorted(last.values())
@@ -240,6 +251,10 @@ class _Writer:
         self.manifest.update(self.backend.save(self.staged.dir))
         if self.backend.relabels:
             self.meta.renumber()
+        if self.lexical is not None:  # bm25s cannot add or delete: the text of every record is indexed again
+            from vecpipe.core.index import lexical
+
+            self.manifest["lexical"] = lexical.build(self.staged.dir, self.meta.rows(), self.lexical)
         count = self.meta.count()
         self.meta.commit_and_close()
         self.manifest.update(
@@ -315,9 +330,11 @@ def index_info(path) -> dict:
             created=manifest.get("created"),
             updated=manifest.get("updated"),
         )
-        for key in ("hnsw", "flat", "calibration_sha256"):
+        for key in ("hnsw", "flat", "calibration_sha256", "lexical"):
             if manifest.get(key):
                 info[key] = manifest[key]
+        info["search_modes"] = ["dense", "lexical", "hybrid"] if manifest.get("lexical") else ["dense"]
+        info["default_mode"] = info["search_modes"][-1]
         return info
 
     return open_with_retry(Path(path), describe)
@@ -337,6 +354,7 @@ class VectorIndex:
     def __init__(self, root: Path, generation: Path, manifest: dict, backend, meta: MetaStore):
         self.root, self.generation, self.manifest = root, generation, manifest
         self.backend, self.meta = backend, meta
+        self._lexical = None
 
     @classmethod
     def open(cls, path) -> "VectorIndex":
@@ -401,6 +419,35 @@ class VectorIndex:
         search = SearchRequest(k, ef, allowed, exact, rescore)
         labels, scores = self.backend.search(queries, dtype_of(provenance), search, self.meta)
         return SearchResult(self._hits(labels, scores, min_score), notices)
+
+    @property
+    def has_lexical(self) -> bool:
+        return bool(self.manifest.get("lexical"))
+
+    @property
+    def lexical(self):
+        """The BM25 part, loaded on first use (a dense search never reads it)."""
+        if self._lexical is None:
+            if not self.has_lexical:
+                raise UsageError("this index has no lexical part; build it with --lexical for lexical or hybrid search")
+            from vecpipe.core.index.lexical import LexicalIndex
+
+            self._lexical = LexicalIndex.load(self.generation, self.manifest["lexical"], self.count)
+        return self._lexical
+
+    def lexical_search(self, texts: list[str], k: int = 10, *, where: Sequence[str] = (), min_score: float | None = None) -> SearchResult:
+        """The k best BM25 hits per query text (documents matching no query term are not hits)."""
+        if k < 1:
+            raise UsageError("-k must be at least 1")
+        lexical = self.lexical
+        allowed = self.meta.matching_labels([Condition.parse(w) for w in where]) if where else None
+        labels, scores = lexical.search(texts, k, allowed)
+        width = max((len(row) for row in labels), default=0)
+        padded_labels = np.full((len(texts), width), -1, dtype=np.int64)
+        padded_scores = np.zeros((len(texts), width), dtype=np.float32)
+        for row, (found, score) in enumerate(zip(labels, scores)):
+            padded_labels[row, : len(found)], padded_scores[row, : len(found)] = found, score
+        return SearchResult(self._hits(padded_labels, padded_scores, min_score))
 
     def _check_matrix(self, queries: np.ndarray, dtype: str) -> np.ndarray:
         queries = np.atleast_2d(np.asarray(queries))
