@@ -8,7 +8,10 @@
    rounds; bytes per document.
 3. Latency, one query at a time on bench/index.py's ~41k-vector index built with --lexical:
    dense search (k 10) against hybrid search (dense and BM25 top 100 each, RRF, top 10), each
-   also with the query's embedding, which a real search pays in both modes.
+   also with the query's embedding, which a real search pays in both modes; then whole one-off
+   `vecpipe search DIR "text"` processes in each mode, with scipy importable (it is in the dev
+   venv, and bm25s imports scipy.sparse whenever it can) and without it (a runtime install of
+   vecpipe, whose dependencies do not include scipy).
 
     .venv/bin/python bench/hybrid.py [--write bench/RESULTS.md]
 """
@@ -81,6 +84,35 @@ def build_speed(texts: list[str]) -> list[str]:
     ]
 
 
+def one_off(path: Path, runs: int = 8) -> list[str]:
+    import os
+    import statistics
+    import subprocess
+    import sys
+
+    from sections import compile_bytecode
+
+    compile_bytecode()
+    lines = ["", "| one-off `vecpipe search DIR \"compress a directory\"`, median of 8 | dense | hybrid | ratio |", "|---|---|---|---|"]
+    with tempfile.TemporaryDirectory() as blocker:
+        (Path(blocker) / "scipy").mkdir()
+        (Path(blocker) / "scipy" / "__init__.py").write_text("raise ImportError('not installed')\n")
+        for label, extra in (("scipy importable", None), ("without scipy (a runtime install)", blocker)):
+            env = dict(os.environ)
+            if extra:
+                env["PYTHONPATH"] = os.pathsep.join(filter(None, [extra, env.get("PYTHONPATH")]))
+            times = {"dense": [], "hybrid": []}
+            for _ in range(runs):
+                for mode in times:
+                    started = time.perf_counter()
+                    subprocess.run([sys.executable, "-m", "vecpipe", "search", str(path), "compress a directory", "--mode", mode, "--json"],
+                                   env=env, check=True, capture_output=True)
+                    times[mode].append(time.perf_counter() - started)
+            dense, hybrid = statistics.median(times["dense"]), statistics.median(times["hybrid"])
+            lines.append(f"| {label} | {dense:.3f} s | {hybrid:.3f} s | {hybrid / dense:.2f}x |")
+    return lines
+
+
 def latency(repeat: int) -> list[str]:
     import index as index_bench  # bench/index.py: the same corpus and query embeddings
 
@@ -112,6 +144,7 @@ def latency(repeat: int) -> list[str]:
             dense_s, hybrid_s, dense_e, hybrid_e = timed_together(
                 one_by_one(dense_request, False), one_by_one(hybrid_request, False),
                 one_by_one(dense_request, True), one_by_one(hybrid_request, True), rounds=3)
+        whole = one_off(path)
     per = lambda s: 1000 * s / len(query_texts)  # noqa: E731
     return [
         f"Latency on {len(corpus)} vectors + BM25 (bench/index.py's corpus; `build_index(..., lexical=...)` took {build_seconds:.1f} s), "
@@ -121,7 +154,7 @@ def latency(repeat: int) -> list[str]:
         "|---|---|---|---|",
         f"| search only | {per(dense_s):.2f} ms | {per(hybrid_s):.2f} ms | {hybrid_s / dense_s:.2f}x |",
         f"| embedding the query + search | {per(dense_e):.2f} ms | {per(hybrid_e):.2f} ms | **{hybrid_e / dense_e:.2f}x** |",
-    ]
+    ] + whole
 
 
 def main() -> None:

@@ -77,6 +77,8 @@ def search(
     with VectorIndex.open(directory) as index:
         request = ModeRequest(mode or default_mode(index), k, where, min_score, ef, exact, rescore, Fusion(fusion, rrf_k, alpha))
         request.check(index, has_text=True)
+        if request.mode != "dense":
+            index.start_loading_lexical()
         embedder = _QueryEmbedder(index.provenance, model)
         sink = _sink(out_format, as_json, run_name)
         shown: set[str] = set()

@@ -6,7 +6,8 @@ One module per subcommand:
 - `eval sts` (sts.py) correlates cosine similarity with gold scores;
 - `eval classification` (classification.py) fits MTEB's few-shot logistic regression on embeddings;
 - `eval ann` (ann.py) measures an index's recall and speed against exact search;
-- `eval sweep` (sweep.py) runs retrieval over dims x dtypes x rescoring.
+- `eval sweep` (sweep.py) runs retrieval over dims x dtypes x rescoring;
+- `eval compare` (compare.py) reads many result files back into one table.
 
 Results are MTEB-shaped JSON (vecpipe.core.eval.results), printed when stdout is piped (or
 with --json), as a table on a terminal, and written to `--output DIR/<task_name>.json`.
@@ -15,10 +16,10 @@ from __future__ import annotations
 
 import typer
 
-from vecpipe.cli.eval import ann, classification, fuse, retrieval, sts, sweep
+from vecpipe.cli.eval import ann, classification, compare, fuse, retrieval, sts, sweep
 from vecpipe.cli.eval.common import eval_app
 
-for _module in (retrieval, fuse, sts, classification, ann, sweep):
+for _module in (retrieval, fuse, sts, classification, ann, sweep, compare):
     _module.register(eval_app)
 
 

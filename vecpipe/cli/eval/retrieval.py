@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from vecpipe.cli.common import STDIN, handles_errors, say
-from vecpipe.cli.completion import model_names
+from vecpipe.cli.completion import index_dirs, model_names
 from vecpipe.cli.eval.common import (
     CORPUS_HELP,
     INDEX_PARAMS_HELP,
@@ -176,7 +176,7 @@ class Retriever:
     model: Optional[str]
     config: object  # SearchConfig
     top_k: int
-    mode: str = "dense"
+    mode: str | None = "dense"  # None with --index: the index's default
     fusion: object = None  # retrieval.modes.Fusion, for hybrid
     lexical: dict | None = None  # LexicalSettings fields, for lexical and hybrid
 
@@ -218,11 +218,45 @@ def _embed_and_score(data, retriever: Retriever, scoring: Scoring, no_cache: boo
     report_retrieval(outcome.evaluation, complete=scoring.complete, provenance=provenance, **options)
 
 
+def _score_index(index: str, queries: Optional[str], qrels: str, retriever: Retriever, scoring: Scoring, options: dict) -> None:
+    from vecpipe.core.errors import UsageError
+    from vecpipe.core.eval.evaluation import file_record
+    from vecpipe.core.eval.index_run import search_index
+    from vecpipe.core.retrieval.modes import ModeRequest
+
+    if not queries:
+        raise UsageError("--index needs --queries: query vector records (vecpipe embed output, truncated or quantized like the index's)")
+    qrels_data, qrels_record = load_qrels(qrels)
+    depth = retriever.top_k + 1 if scoring.ignore_identical_ids else retriever.top_k
+    request = ModeRequest(retriever.mode, depth, fusion=retriever.fusion)
+    searched = search_index(index, queries, request)
+    say_once(searched.notices, set())
+    run = searched.run
+    if scoring.ignore_identical_ids:  # one more hit was fetched so that each query keeps top_k others
+        from vecpipe.core.eval.metrics import without_identical_ids
+
+        run = {qid: dict(list(hits.items())[: retriever.top_k]) for qid, hits in without_identical_ids(run)[0].items()}
+    evaluation = Scoring(scoring.k_values, scoring.complete, False, scoring.score_precision).score(run, qrels_data.qrels, queries)
+    parameters = {"mode": searched.mode, "top_k": retriever.top_k, **scoring.parameters()}
+    if searched.mode == "hybrid":
+        parameters.update(retriever.fusion.describe())
+    provenance = {
+        "command": "eval retrieval",
+        "index": searched.index,
+        "inputs": {"queries": file_record(queries), "qrels": qrels_record},
+        "parameters": parameters,
+        "search": {"seconds": searched.seconds, "qps": searched.queries / searched.seconds if searched.seconds else None,
+                   "bytes_per_vector": searched.index.get("bytes_per_vector")},
+    }
+    report_retrieval(evaluation, complete=scoring.complete, provenance=provenance, **options)
+
+
 @handles_errors
 def retrieval(
     qrels: str = typer.Option(..., "--qrels", metavar="FILE", help="Relevance judgments: BEIR TSV (query-id corpus-id score) or TREC qrels (qid 0 docid rel)."),
     run: Optional[str] = typer.Option(None, "--run", metavar="FILE", help="The run to score: vecpipe search JSONL or TREC (qid Q0 docid rank score tag); `-` or none is stdin."),
     corpus: Optional[str] = typer.Option(None, "--corpus", metavar="FILE", help=CORPUS_HELP),
+    index: Optional[str] = typer.Option(None, "--index", metavar="DIR", autocompletion=index_dirs, help="Score an index built by `vecpipe index build`: search it with the --queries vector records in --mode (default: the index's), as `vecpipe search` would."),
     queries: Optional[str] = typer.Option(None, "--queries", metavar="FILE", help=QUERIES_HELP),
     model: Optional[str] = typer.Option(None, "-m", "--model", autocompletion=model_names, help=MODEL_HELP),
     dim: Optional[int] = typer.Option(None, "--dim", metavar="N", help="Keep the first N dimensions, re-normalized (vecpipe truncate --dim)."),
@@ -234,7 +268,7 @@ def retrieval(
     k: str = typer.Option(DEFAULT_K, "--k", metavar="K,K,...", help="Cutoffs, comma-separated. nDCG@10, the main score, is always included."),
     complete: bool = typer.Option(False, "--complete", "-c", help="Average over every judged query, scoring those missing from the run as 0 (trec_eval -c). Default: leave them out, as pytrec_eval and MTEB do."),
     ignore_identical_ids: bool = typer.Option(False, "--ignore-identical-ids", help="Drop a hit whose document id equals its query id, as MTEB does for ArguAna, Quora and the other tasks listed in docs/EVAL.md."),
-    mode: str = typer.Option("dense", "--mode", metavar="dense|lexical|hybrid", help="End to end: dense (embed and search vectors), lexical (BM25 with bm25s, nothing embedded) or hybrid (both, fused)."),
+    mode_given: Optional[str] = typer.Option(None, "--mode", metavar="dense|lexical|hybrid", help="End to end: dense (embed and search vectors; the default), lexical (BM25 with bm25s, nothing embedded) or hybrid (both, fused). With --index: the index's default mode."),
     fusion: str = typer.Option("rrf", "--fusion", metavar="rrf|convex", help="Hybrid: reciprocal-rank fusion, or a convex mix of min-max normalized scores."),
     rrf_k: float = typer.Option(60, "--rrf-k", help="Hybrid RRF: the k in 1 / (k + rank)."),
     alpha: float = typer.Option(0.5, "--alpha", help="Hybrid convex: the dense run's weight (the lexical run gets 1 - alpha)."),
@@ -270,19 +304,26 @@ def retrieval(
     default_task, default_split = default_task_and_split(qrels)
     options = {"task_name": task_name or default_task, "split": split or default_split, "started": started,
                "as_json": as_json, "output_dir": output}
-    if corpus is None and queries is None:
+    if corpus is None and queries is None and index is None:
         _score_run_file(run or STDIN, qrels, scoring, options)
         return
     if run is not None:
-        raise UsageError("--run scores a run file; --corpus and --queries make the run: give one or the other")
+        raise UsageError("--run scores a run file; --corpus and --queries (or --index and --queries) make the run: give one or the other")
+    if index is not None and (corpus or model or dim or quantize or rescore or exact or index_params):
+        raise UsageError("--index searches the index as it was built; --corpus, -m, --dim, --quantize, --rescore, --exact and --index-params do not apply")
     if top_k < 1:
         raise UsageError("--top-k must be at least 1")
     from vecpipe.core.retrieval.modes import MODES, Fusion
 
+    mode = mode_given or "dense"
     if mode not in MODES:
         raise UsageError(f"--mode must be one of {', '.join(MODES)}, not {mode!r}")
     Fusion(fusion, rrf_k, alpha).check()  # before minutes of embedding, not after
     retriever = Retriever(model, _search_config(dim, quantize, rescore, exact, index_params), top_k, mode, Fusion(fusion, rrf_k, alpha),
                           {"language": lexical_language, "stem": not no_stem})
+    if index is not None:
+        retriever.mode = None if mode_given is None else mode
+        _score_index(index, queries, qrels, retriever, scoring, options)
+        return
     data = load_dataset(corpus, queries, qrels)
     _embed_and_score(data, retriever, scoring, no_cache, quiet, options)

@@ -68,3 +68,15 @@ def plot_sweep(rows: list[dict], path: str | Path, title: str, metric_label: str
     ax.set(xlabel="bytes per vector", ylabel=metric_label, xscale="log", title=title)
     ax.legend(loc="best", fontsize=8)
     _save(fig, path)
+
+
+def plot_compare(points: list[tuple[str, float, float]], path: str | Path, title: str, x_label: str, y_label: str) -> None:
+    """One labelled point per result file: quality (y) against storage or speed (x, log scale)."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    ax.scatter([p[1] for p in points], [p[2] for p in points], color="tab:blue", zorder=3)
+    for label, x, y in points:
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
+    ax.set(xlabel=x_label, ylabel=y_label, xscale="log", title=title)
+    ax.grid(True, alpha=0.3)
+    _save(fig, path)

@@ -62,13 +62,14 @@ class LexicalSettings:
     def describe(self) -> dict:
         return asdict(self)
 
-    def tokenize(self, texts: list[str]) -> list[list[str]]:
+    def tokenize(self, texts: list[str], as_ids: bool = False):
+        """Terms per text (query side), or bm25s's Tokenized ids and vocabulary, which it indexes fastest."""
         import bm25s
 
         stopwords = self.language if self.stopwords and self.language in STOPWORD_LANGUAGES else None
         stemmer = _stemmer(self.language) if self.stem else None
         return bm25s.tokenize(texts, lower=True, token_pattern=self.token_pattern, stopwords=stopwords, stemmer=stemmer,
-                              return_ids=False, show_progress=False)
+                              return_ids=as_ids, show_progress=False)
 
 
 def _stemmer(language: str):
@@ -108,7 +109,7 @@ def build(generation: Path, rows: Iterable[tuple[int, dict]], settings: LexicalS
     folder.mkdir()
     retriever = bm25s.BM25(k1=settings.k1, b=settings.b, method=settings.method)
     if texts:
-        retriever.index(settings.tokenize(texts), show_progress=False)
+        retriever.index(settings.tokenize(texts, as_ids=True), show_progress=False)
         retriever.save(str(folder), show_progress=False)
     np.save(folder / LABELS_FILE, np.asarray(labels, dtype=np.int64), allow_pickle=False)
     size = sum(p.stat().st_size for p in folder.iterdir())

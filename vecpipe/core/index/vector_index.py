@@ -355,6 +355,7 @@ class VectorIndex:
         self.root, self.generation, self.manifest = root, generation, manifest
         self.backend, self.meta = backend, meta
         self._lexical = None
+        self._lexical_loader = None  # a thread loading the lexical part (see start_loading_lexical)
 
     @classmethod
     def open(cls, path) -> "VectorIndex":
@@ -405,6 +406,12 @@ class VectorIndex:
         rescore: int | None = None,
     ) -> SearchResult:
         """The k best hits per query row. `provenance` describes the queries (float32 when absent)."""
+        labels, scores, notices = self.search_labels(queries, k, provenance=provenance, ef=ef, where=where, exact=exact, rescore=rescore)
+        return SearchResult(self._hits(labels, scores, min_score), notices)
+
+    def search_labels(self, queries: np.ndarray, k: int = 10, *, provenance: dict | None = None, ef: int | None = None,
+                      where: Sequence[str] = (), exact: bool = False, rescore: int | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """The k best labels and scores per query row (-1 where fewer exist), without reading any record."""
         provenance = provenance or {"dtype": "float32"}
         self.check_query(provenance)
         queries = self._check_matrix(queries, dtype_of(provenance))
@@ -414,40 +421,75 @@ class VectorIndex:
         available = self.count if allowed is None else len(allowed)
         k = min(k, available)
         if k == 0 or len(queries) == 0:
-            return SearchResult([[] for _ in range(len(queries))])
+            return np.full((len(queries), 0), -1, np.int64), np.zeros((len(queries), 0), np.float32), []
         ef, notices = _effective_ef(ef, k)
-        search = SearchRequest(k, ef, allowed, exact, rescore)
-        labels, scores = self.backend.search(queries, dtype_of(provenance), search, self.meta)
-        return SearchResult(self._hits(labels, scores, min_score), notices)
+        labels, scores = self.backend.search(queries, dtype_of(provenance), SearchRequest(k, ef, allowed, exact, rescore), self.meta)
+        return labels, scores, notices
 
     @property
     def has_lexical(self) -> bool:
         return bool(self.manifest.get("lexical"))
 
+    def start_loading_lexical(self) -> None:
+        """Import bm25s and load the BM25 part on a thread, while the caller loads its model: a one-off
+        hybrid search overlaps the two instead of paying one after the other."""
+        import threading
+
+        if self._lexical is None and self._lexical_loader is None and self.has_lexical:
+            outcome: list = []
+
+            def load() -> None:
+                try:
+                    outcome.append(self._load_lexical())
+                except Exception as exc:  # re-raised where the part is first used, in the caller's thread
+                    outcome.append(exc)
+
+            self._lexical_loader = (threading.Thread(target=load, name="vecpipe-lexical", daemon=True), outcome)
+            self._lexical_loader[0].start()
+
     @property
     def lexical(self):
         """The BM25 part, loaded on first use (a dense search never reads it)."""
+        if self._lexical is None and self._lexical_loader is not None:
+            thread, outcome = self._lexical_loader
+            thread.join()
+            self._lexical_loader = None
+            if isinstance(outcome[0], Exception):
+                raise outcome[0]
+            self._lexical = outcome[0]
         if self._lexical is None:
-            if not self.has_lexical:
-                raise UsageError("this index has no lexical part; build it with --lexical for lexical or hybrid search")
-            from vecpipe.core.index.lexical import LexicalIndex
-
-            self._lexical = LexicalIndex.load(self.generation, self.manifest["lexical"], self.count)
+            self._lexical = self._load_lexical()
         return self._lexical
+
+    def _load_lexical(self):
+        if not self.has_lexical:
+            raise UsageError("this index has no lexical part; build it with --lexical for lexical or hybrid search")
+        from vecpipe.core.index.lexical import LexicalIndex
+
+        return LexicalIndex.load(self.generation, self.manifest["lexical"], self.count)
 
     def lexical_search(self, texts: list[str], k: int = 10, *, where: Sequence[str] = (), min_score: float | None = None) -> SearchResult:
         """The k best BM25 hits per query text (documents matching no query term are not hits)."""
-        if k < 1:
-            raise UsageError("-k must be at least 1")
-        lexical = self.lexical
-        allowed = self.meta.matching_labels([Condition.parse(w) for w in where]) if where else None
-        labels, scores = lexical.search(texts, k, allowed)
+        labels, scores = self.lexical_labels(texts, k, where=where)
         width = max((len(row) for row in labels), default=0)
         padded_labels = np.full((len(texts), width), -1, dtype=np.int64)
         padded_scores = np.zeros((len(texts), width), dtype=np.float32)
         for row, (found, score) in enumerate(zip(labels, scores)):
             padded_labels[row, : len(found)], padded_scores[row, : len(found)] = found, score
         return SearchResult(self._hits(padded_labels, padded_scores, min_score))
+
+    def lexical_labels(self, texts: list[str], k: int = 10, *, where: Sequence[str] = ()) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Per query text: the labels and BM25 scores of up to k matching documents, best first, without reading any record."""
+        if k < 1:
+            raise UsageError("-k must be at least 1")
+        lexical = self.lexical
+        allowed = self.meta.matching_labels([Condition.parse(w) for w in where]) if where else None
+        return lexical.search(texts, k, allowed)
+
+    def hits_for(self, rows: list[list[tuple[int, float, dict | None]]]) -> list[list[Hit]]:
+        """Hits for (label, score, ranks) rows already ranked: one read of the records they name."""
+        stored = self.meta.fetch([label for row in rows for label, _, _ in row])
+        return [[Hit(rank, score, *stored[label], ranks) for rank, (label, score, ranks) in enumerate(row, start=1)] for row in rows]
 
     def _check_matrix(self, queries: np.ndarray, dtype: str) -> np.ndarray:
         queries = np.atleast_2d(np.asarray(queries))

@@ -2,7 +2,8 @@
 
 Hybrid search takes the top `max(k, FUSION_DEPTH)` of each list, with the same `--where`
 filter, fuses them (fusion.py) and keeps the k best; `min_score` then applies to the fused
-score. Each hybrid hit carries `ranks`: its 1-based rank in each list it came from.
+score. Each hybrid hit carries `ranks`: its 1-based rank in each list it came from. Both lists
+are fused as index labels, and only the k records that survive are read from the store.
 """
 from __future__ import annotations
 
@@ -12,8 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from vecpipe.core.errors import UsageError
-from vecpipe.core.index.meta import id_key
-from vecpipe.core.index.vector_index import Hit, SearchResult, VectorIndex
+from vecpipe.core.index.vector_index import SearchResult, VectorIndex
 from vecpipe.core.retrieval.fusion import DEFAULT_ALPHA, DEFAULT_RRF_K, alpha_weights, check, fuse
 
 MODES = ("dense", "lexical", "hybrid")
@@ -67,22 +67,19 @@ def search(index: VectorIndex, request: ModeRequest, texts: list[str] | None, ve
     request.check(index, texts is not None)
     if request.mode == "lexical":
         return index.lexical_search(texts, request.k, where=request.where, min_score=request.min_score)
-    dense_k = request.k if request.mode == "dense" else max(request.k, FUSION_DEPTH)
-    dense = index.search(vectors, dense_k, provenance=provenance, ef=request.ef, where=request.where, exact=request.exact,
-                         min_score=request.min_score if request.mode == "dense" else None, rescore=request.rescore)
     if request.mode == "dense":
-        return dense
-    lexical = index.lexical_search(texts, max(request.k, FUSION_DEPTH), where=request.where)
+        return index.search(vectors, request.k, provenance=provenance, ef=request.ef, where=request.where, exact=request.exact,
+                            min_score=request.min_score, rescore=request.rescore)
+    # Hybrid: both lists as labels only; the records of the fused top k are read once, at the end.
+    depth = max(request.k, FUSION_DEPTH)
+    dense_labels, dense_scores, notices = index.search_labels(vectors, depth, provenance=provenance, ef=request.ef, where=request.where,
+                                                              exact=request.exact, rescore=request.rescore)
+    lexical_labels, lexical_scores = index.lexical_labels(texts, depth, where=request.where)
     fusion = request.fusion or Fusion()
-    hits = [_fused(dense_row, lexical_row, fusion, request.k, request.min_score) for dense_row, lexical_row in zip(dense.hits, lexical.hits)]
-    return SearchResult(hits, dense.notices)
-
-
-def _fused(dense: list[Hit], lexical: list[Hit], fusion: Fusion, k: int, min_score: float | None) -> list[Hit]:
-    # Keyed by the id's JSON, as the metadata store keys records: 1 and "1" are different records.
-    by_key = {id_key(hit.id): hit for hit in lexical}
-    by_key.update({id_key(hit.id): hit for hit in dense})
-    lists = {name: [(id_key(hit.id), hit.score) for hit in hits] for name, hits in (("dense", dense), ("lexical", lexical))}
-    fused = fuse(lists, fusion.method, rrf_k=fusion.rrf_k, weights=alpha_weights(list(lists), fusion.alpha))
-    kept = [(key, score, ranks) for key, score, ranks in fused[:k] if min_score is None or score >= min_score]
-    return [Hit(rank, score, by_key[key].id, by_key[key].fields_json, ranks) for rank, (key, score, ranks) in enumerate(kept, start=1)]
+    rows = []
+    for d_labels, d_scores, l_labels, l_scores in zip(dense_labels.tolist(), dense_scores.tolist(), lexical_labels, lexical_scores):
+        lists = {"dense": [(label, score) for label, score in zip(d_labels, d_scores) if label >= 0],
+                 "lexical": list(zip(l_labels.tolist(), l_scores.tolist()))}
+        fused = fuse(lists, fusion.method, rrf_k=fusion.rrf_k, weights=alpha_weights(list(lists), fusion.alpha))[: request.k]
+        rows.append([(label, score, ranks) for label, score, ranks in fused if request.min_score is None or score >= request.min_score])
+    return SearchResult(index.hits_for(rows), notices)
