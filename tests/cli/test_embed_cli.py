@@ -172,3 +172,34 @@ def test_sigint_leaves_whole_records_and_exits_130(tiny, tmp_path):
     assert 0 < len(lines) < 200_000
     assert [json.loads(line)["id"] for line in lines] == list(range(len(lines)))
     assert err.decode().strip() == "vecpipe embed: interrupted"
+
+
+def test_ids_continue_across_input_files(tmp_path, tiny_model_dir):
+    (tmp_path / "a.txt").write_text("one\ntwo\n")
+    (tmp_path / "b.txt").write_text("three\nfour\n")
+    result = CliRunner().invoke(app, ["embed", "-q", "-m", str(tiny_model_dir), str(tmp_path / "a.txt"), str(tmp_path / "b.txt")])
+    assert result.exit_code == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(r["id"], r["text"]) for r in records] == [(0, "one"), (1, "two"), (2, "three"), (3, "four")]
+
+
+def test_output_onto_a_fifo_is_written_in_place_and_a_directory_is_refused(tmp_path, tiny_model_dir):
+    import os
+    import stat
+    import subprocess
+    import sys
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()))
+    reader.start()
+    done = subprocess.run([sys.executable, "-m", "vecpipe", "embed", "-q", "-m", str(tiny_model_dir), "-o", str(fifo)],
+                          input=b"hello\nworld\n", capture_output=True, timeout=120)
+    reader.join(timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)  # still the pipe, not a regular file renamed over it
+    assert [json.loads(line)["text"] for line in received[0].splitlines()] == ["hello", "world"]
+    refused = CliRunner().invoke(app, ["embed", "-q", "-m", str(tiny_model_dir), "-o", str(tmp_path)], input="hello\n")
+    assert refused.exit_code == 6 and refused.stderr == f"vecpipe embed: {tmp_path}: is a directory, not a file to write\n"

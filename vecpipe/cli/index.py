@@ -74,11 +74,11 @@ def build(
     inputs: List[str] = typer.Argument(None, help=INPUTS_HELP),
     output: Path = typer.Option(..., "-o", "--output", help="The index directory to create."),
     metric: str = typer.Option("cosine", "--metric", help="cosine, ip or l2 (float indexes)."),
-    M: int = typer.Option(16, "--M", help="hnswlib M: graph links per node."),
-    ef_construction: int = typer.Option(200, "--ef-construction", help="hnswlib ef_construction: build-time search width."),
-    threads: int = typer.Option(0, "--threads", help=THREADS_HELP),
+    M: int = typer.Option(16, "--M", max=2048, help="hnswlib M: graph links per node."),
+    ef_construction: int = typer.Option(200, "--ef-construction", max=10**6, help="hnswlib ef_construction: build-time search width."),
+    threads: int = typer.Option(0, "--threads", min=0, max=256, help=THREADS_HELP),
     order: str = typer.Option("input", "--order", help=ORDER_HELP),
-    seed: int = typer.Option(0, "--seed", help="Seed for --order random and the graph's levels."),
+    seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1, help="Seed for --order random and the graph's levels."),
     quantize: Optional[str] = typer.Option(None, "--quantize", help="int8 or binary: a flat quantized index from float records."),
     keep_float: bool = typer.Option(False, "--keep-float", help="Also store the float vectors (memory-mapped) for `search --rescore`."),
     calibration: Optional[Path] = typer.Option(None, "--calibration", help="int8 ranges (from `vecpipe quantize --save-calibration`), also used to quantize float queries."),
@@ -115,9 +115,9 @@ def build(
 def add(
     directory: Path = typer.Argument(..., autocompletion=index_dirs, help="The index directory."),
     inputs: List[str] = typer.Argument(None, help=INPUTS_HELP),
-    threads: int = typer.Option(0, "--threads", help=THREADS_HELP),
+    threads: int = typer.Option(0, "--threads", min=0, max=256, help=THREADS_HELP),
     order: str = typer.Option("input", "--order", help=ORDER_HELP),
-    seed: int = typer.Option(0, "--seed", help="Seed for --order random."),
+    seed: int = typer.Option(0, "--seed", min=0, max=2**32 - 1, help="Seed for --order random."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress and no summary."),
 ) -> None:
     """Add vector records; a record whose id is already in the index replaces it."""

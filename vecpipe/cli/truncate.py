@@ -35,9 +35,9 @@ def register(app: typer.Typer) -> None:
 @handles_errors
 def truncate(
     inputs: List[str] = typer.Argument(None, help="Vector files (JSONL or .npy); `-` or none reads stdin."),
-    dim: Optional[int] = typer.Option(None, "--dim", help="Keep the first N dimensions."),
+    dim: Optional[int] = typer.Option(None, "--dim", max=10**6, help="Keep the first N dimensions."),
     renormalize: bool = typer.Option(True, "--renormalize/--no-renormalize", help="L2-normalize the shortened vectors (default yes)."),
-    pca: Optional[int] = typer.Option(None, "--pca", help="Rotate with a PCA, then keep its first N components."),
+    pca: Optional[int] = typer.Option(None, "--pca", max=10**6, help="Rotate with a PCA, then keep its first N components."),
     fit: Optional[str] = typer.Option(None, "--fit", help="Learn the PCA from these sample vectors (`-` = stdin)."),
     save: Optional[str] = typer.Option(None, "--save", help="With --fit: save the PCA to this .npz, to rotate queries the same way."),
     pca_file: Optional[str] = typer.Option(None, "--pca-file", help="Apply the PCA saved in this .npz (with --pca N: only its first N components)."),

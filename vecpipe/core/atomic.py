@@ -8,11 +8,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from vecpipe.core.errors import IndexStoreError, storage_error
+from vecpipe.core.errors import IndexStoreError, StorageError, storage_error
 
 
 def fsync_dir(path: Path) -> None:
@@ -25,8 +26,14 @@ def fsync_dir(path: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_file(target: os.PathLike | str, mode: str = "wb") -> Iterator:
-    """Open a temp file next to `target`; on success it replaces `target`."""
+    """Open a temp file next to `target`; on success it replaces `target`.
+
+    A target that exists but is not a regular file (a FIFO, /dev/null, a terminal) is written in
+    place: renaming a file over it would replace the device or pipe itself."""
     target = Path(target)
+    if _is_special(target):
+        yield from _in_place(target, mode)
+        return
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -48,6 +55,25 @@ def atomic_file(target: os.PathLike | str, mode: str = "wb") -> Iterator:
     except BaseException:
         _unlink_quietly(tmp)
         raise
+
+
+def _is_special(target: Path) -> bool:
+    try:
+        info = os.stat(target)
+    except OSError:
+        return False
+    if stat.S_ISDIR(info.st_mode):
+        raise StorageError("is a directory, not a file to write", str(target))
+    return not stat.S_ISREG(info.st_mode)
+
+
+def _in_place(target: Path, mode: str) -> Iterator:
+    try:
+        with open(target, mode) as fh:
+            yield fh
+            fh.flush()
+    except OSError as exc:
+        raise storage_error(exc, target) from exc
 
 
 def write_bytes_atomic(target: os.PathLike | str, data: bytes) -> None:

@@ -33,6 +33,7 @@ class TextRecord:
 class ReadStats:
     skipped: int = 0  # bad lines passed over with --skip-bad
     blank: int = 0  # blank lines in plain-text input
+    records: int = 0  # records read, over every input: the next record without an id gets this position
 
 
 def _decode(raw: bytes, source: str, line: int) -> str:
@@ -110,10 +111,13 @@ def read_texts(
     skip_bad: bool = False,
     stats: ReadStats | None = None,
 ) -> Iterator[TextRecord]:
-    """Yield one TextRecord per input record; raise DataError (or count it, with skip_bad)."""
+    """Yield one TextRecord per input record; raise DataError (or count it, with skip_bad).
+
+    A record without an id gets its 0-based position as one, counted on from the records `stats`
+    has already seen, so `vecpipe embed a.txt b.txt` gives each record of b.txt an id after a.txt's."""
     stats = stats if stats is not None else ReadStats()
     jsonl: bool | None = {"auto": None, "text": False, "jsonl": True}[input_format]
-    position = 0
+    first = position = stats.records
     for line_no, raw in enumerate(stream, start=1):
         if line_no == 1 and raw.startswith(BOM):
             raw = raw[len(BOM):]
@@ -131,8 +135,9 @@ def read_texts(
             stats.skipped += 1
             continue
         position += 1
+        stats.records = position
         yield record
-    if position == 0 and stats.skipped == 0:
+    if position == first and stats.skipped == 0:
         raise DataError("no input records (empty input)", source)
 
 

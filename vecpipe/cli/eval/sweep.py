@@ -114,7 +114,7 @@ def sweep(
     rescore: str = typer.Option("1,4", "--rescore", metavar="R,R,...", help="Rescoring multipliers for int8/binary rows, each besides the codes alone; empty for none."),
     index_params: Optional[str] = typer.Option(None, "--index-params", metavar="M=16,...", help=INDEX_PARAMS_HELP),
     alpha: Optional[str] = typer.Option(None, "--alpha", metavar="A,A,...", help="Also rows for lexical search (BM25), hybrid RRF, and a hybrid convex mix at each of these dense weights, on the full-dimension float vectors."),
-    top_k: int = typer.Option(1000, "--top-k", metavar="N", help=TOP_K_HELP),
+    top_k: int = typer.Option(1000, "--top-k", max=10**7, metavar="N", help=TOP_K_HELP),
     plot: Optional[str] = typer.Option(None, "--plot", metavar="PNG", help="Draw nDCG@10 against bytes per vector (needs vecpipe[plot])."),
     task_name: Optional[str] = typer.Option(None, "--task-name", metavar="NAME", help=TASK_HELP),
     split: Optional[str] = typer.Option(None, "--split", metavar="NAME", help=SPLIT_HELP),
