@@ -79,7 +79,7 @@ def convert(
     name: Optional[str] = typer.Option(None, "--name", help="Model name recorded in the manifest (default: the directory name)."),
     graph: str = typer.Option("plain", "--graph", help="plain (standard ONNX ops, which onnxruntime fuses itself at load: measured faster here) or fused (onnxruntime's contrib transformer ops written directly)."),
 ) -> None:
-    """Convert a BERT-family sentence-transformers checkpoint to an ONNX model directory, without torch."""
+    """Convert a sentence-transformers checkpoint (BERT, RoBERTa, XLM-RoBERTa, MPNet) to an ONNX model directory, without torch."""
     from vecpipe.core.models.convert import GRAPH_FORMS
     from vecpipe.core.models.convert import convert as convert_checkpoint
     from vecpipe.core.errors import UsageError

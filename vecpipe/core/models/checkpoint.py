@@ -108,9 +108,8 @@ def read_checkpoint(path: Path) -> Checkpoint:
             dense.append(read_dense(path / folder, folder))
         elif kind.endswith("Normalize"):
             normalize = True
-    st_config = read_json(path / "sentence_bert_config.json", required=False) or {}
-    max_positions = int(config.get("max_position_embeddings") or st_config.get("max_seq_length") or 512)
-    max_tokens = int(st_config.get("max_seq_length") or max_positions)
+    max_positions = _usable_positions(config, path)
+    max_tokens = _declared_max_tokens(path) or max_positions
     prompts_config = read_json(path / "config_sentence_transformers.json", required=False) or {}
     ckpt = Checkpoint(
         path=path,
@@ -126,6 +125,25 @@ def read_checkpoint(path: Path) -> Checkpoint:
     return ckpt
 
 
+def _usable_positions(config: dict, path: Path) -> int:
+    """The longest input the position table allows: its rows less the family's offset (RoBERTa's padding_idx + 1)."""
+    from vecpipe.core.models.families import family_for
+
+    rows = int(config.get("max_position_embeddings") or 512)
+    return rows - family_for(config, path).position_offset(config)
+
+
+def _declared_max_tokens(path: Path) -> int | None:
+    """sentence-transformers' truncation length: max_seq_length in sentence_bert_config.json (up to 5.x),
+    else the tokenizer's model_max_length (6.x keeps it there); HF writes ~1e30 there for "no limit"."""
+    st_config = read_json(path / "sentence_bert_config.json", required=False) or {}
+    if isinstance(st_config.get("max_seq_length"), int):
+        return st_config["max_seq_length"]
+    tokenizer_config = read_json(path / "tokenizer_config.json", required=False) or {}
+    length = tokenizer_config.get("model_max_length")
+    return length if isinstance(length, int) and 0 < length < 10**7 else None
+
+
 def _modules(path: Path) -> list[dict]:
     modules = read_json(path / "modules.json", required=False) or []
     if not isinstance(modules, list) or not all(isinstance(m, dict) for m in modules):
@@ -133,7 +151,17 @@ def _modules(path: Path) -> list[dict]:
     return sorted(modules, key=lambda m: int(m.get("idx", 0)))
 
 
+# sentence-transformers 6.x names one mode in `pooling_mode`; earlier versions set one flag per mode.
+_POOLING_NAMES = {"mean": "mean", "cls": "cls", "max": "max", "lasttoken": "last"}
+
+
 def _pooling_mode(pool_config: dict, folder: Path) -> str:
+    if isinstance(pool_config.get("pooling_mode"), str):
+        mode = _POOLING_NAMES.get(pool_config["pooling_mode"])
+        if mode is None:
+            raise ModelError(f"unsupported pooling mode {pool_config['pooling_mode']!r} (vecpipe pools {', '.join(_POOLING_NAMES)})",
+                             str(folder / "config.json"))
+        return mode
     modes = {
         "mean": pool_config.get("pooling_mode_mean_tokens"),
         "cls": pool_config.get("pooling_mode_cls_token"),

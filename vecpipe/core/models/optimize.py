@@ -95,7 +95,7 @@ def quantize_int8(base_dir: Path, out_dir: Path, calibration: list[str] | None =
     texts = list(calibration) if calibration else list(CALIBRATION_TEXTS)
     model = onnx.load(str(base_dir / GRAPH_FILE))
     targets = quantized_inputs(model)
-    maxima = activation_maxima(model, list(targets), base_dir / "tokenizer.json", texts)
+    maxima = activation_maxima(model, list(targets), base_dir / "tokenizer.json", texts, int(read_manifest(base_dir)["max_tokens"]))
     scales = {name: outlier_scales(channel_max) for name, channel_max in maxima.items()}
     smooth_outliers(model, targets, scales)
     quantize_nodes(model)
@@ -119,7 +119,7 @@ def quantized_inputs(model) -> dict[str, list]:
     return consumers
 
 
-def activation_maxima(model, tensors: list[str], tokenizer_path: Path, texts: list[str]) -> dict[str, np.ndarray]:
+def activation_maxima(model, tensors: list[str], tokenizer_path: Path, texts: list[str], max_tokens: int) -> dict[str, np.ndarray]:
     """Per-channel max |x| of each tensor over `texts`, run one text at a time (no padding to skew it)."""
     import onnxruntime as ort
     from onnx import TensorProto, helper
@@ -135,25 +135,17 @@ def activation_maxima(model, tensors: list[str], tokenizer_path: Path, texts: li
     # The tokenizer.json of sentence-transformers checkpoints pads to 128: calibrating on
     # attended [PAD] tokens would measure the wrong activations.
     tokenizer.no_padding()
-    tokenizer.enable_truncation(_max_positions(model))
+    tokenizer.enable_truncation(max_tokens)
+    inputs = {i.name for i in session.get_inputs()}
     maxima: dict[str, np.ndarray] = {}
     for text in texts:
         ids = np.array([tokenizer.encode(text).ids], dtype=np.int64)
         feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+        feed = {name: value for name, value in feed.items() if name in inputs}  # families without token types
         for name, value in zip(tensors, session.run(tensors, feed)):
             channel_max = np.abs(value.reshape(-1, value.shape[-1])).max(axis=0)
             maxima[name] = np.maximum(maxima[name], channel_max) if name in maxima else channel_max
     return maxima
-
-
-def _max_positions(model) -> int:
-    """Rows of the position table: the longest sequence the graph accepts."""
-    from onnx import numpy_helper
-
-    for init in model.graph.initializer:
-        if init.name.startswith("position_embeddings"):
-            return int(numpy_helper.to_array(init).shape[0])
-    return 512
 
 
 def outlier_scales(channel_max: np.ndarray) -> np.ndarray:

@@ -25,6 +25,11 @@ GRAPH_FORMS = ("fused", "plain")
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
+def position_offset(cfg: dict) -> int:
+    """Rows of the position table before the first position: none for BERT."""
+    return 0
+
+
 def tensor_names(raw: dict) -> dict:
     """Some checkpoints prefix every tensor name with "bert."; others do not."""
     return {k.removeprefix("bert."): v for k, v in raw.items()}
@@ -37,7 +42,7 @@ def body(g: GraphBuilder, w: dict, cfg: dict, mask_f: str, n_layers: int, graph_
     x = _embeddings(g, w, cfg)
     mask_bias = padding_mask_bias(g, mask_f)
     for i in range(n_layers):
-        x = _encoder_layer(g, x, mask_bias, w, i, cfg)
+        x = encoder_layer(g, x, mask_bias, w, i, cfg)
     return x
 
 
@@ -64,7 +69,7 @@ def _attention(g: GraphBuilder, x: str, mask_bias: str, w: dict, prefix: str, he
     return linear(g, merged, w, f"{prefix}.output.dense")
 
 
-def _encoder_layer(g: GraphBuilder, x: str, mask_bias: str, w: dict, i: int, cfg: dict) -> str:
+def encoder_layer(g: GraphBuilder, x: str, mask_bias: str, w: dict, i: int, cfg: dict) -> str:
     prefix = f"encoder.layer.{i}"
     attn = _attention(g, x, mask_bias, w, f"{prefix}.attention", int(cfg["num_attention_heads"]), int(cfg["hidden_size"]))
     x = layer_norm(g, g.op("Add", [attn, x]), w, f"{prefix}.attention.output.LayerNorm", _eps(cfg))
