@@ -24,9 +24,9 @@ def register(app: typer.Typer) -> None:
     app.command("compare", help=HELP)(compare)
 
 
-def _cell(value) -> str:
+def _cell(value, metric: bool) -> str:
     if isinstance(value, float):
-        return f"{value:.5f}"
+        return f"{value:.5f}" if metric else f"{value:g}"
     return "" if value is None else str(value)
 
 
@@ -62,10 +62,15 @@ def compare(
 
         binary_stdout().write(b"".join(orjson.dumps(row) + b"\n" for row in rows))
     else:
+        from vecpipe.core.eval.compare import short_names
+
         relative = [f"{m}_vs_baseline" for m in metrics] if comparison.baseline else []
-        columns = ["file", *comparison.setting_columns, *metrics, *relative]
+        numbers = set(metrics) | set(relative)
+        columns = [*comparison.setting_columns, *metrics, *relative]
+        names = short_names([row["file"] for row in rows])
         first = comparison.results[0]
-        print_table(f"{first.task} ({first.split}): {len(rows)} results", columns, [[_cell(row.get(c)) for c in columns] for row in rows])
+        print_table(f"{first.task} ({first.split}): {len(rows)} results", ["result", *[c.replace("_vs_baseline", " / base") for c in columns]],
+                    [[name, *[_cell(row.get(c), c in numbers) for c in columns]] for name, row in zip(names, rows)])
     if plot:
         from vecpipe.core.eval.plots import plot_compare
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,13 +117,32 @@ def _differing(results: list[Result]) -> list[str]:
     return [k for k in keys if len({json.dumps(r.settings.get(k), sort_keys=True) for r in results}) > 1]
 
 
-def plot_points(comparison: Comparison, x: str) -> list[tuple[str, float, float]]:
-    """(label, x, main metric) for the files that record the x axis (bytes per vector or QPS)."""
+def short_names(paths: list[str]) -> list[str]:
+    """The part of each path that tells it from the others, cut at whole names: `results/a-384/scifact.json`
+    and `results/b-128/scifact.json` -> `a-384` and `b-128` (the whole paths when that is not unique)."""
+    if len(paths) < 2:
+        return list(paths)
+    start = os.path.commonprefix(paths).rfind("/") + 1  # drop the shared directories
+    rests = [p[start:] for p in paths]
+    shared_tail = len(os.path.commonprefix([r[::-1] for r in rests]))
+    names = [_to_boundary(rest, len(rest) - shared_tail) for rest in rests]
+    return names if all(names) and len(set(names)) == len(names) else list(paths)
+
+
+def _to_boundary(rest: str, end: int) -> str:
+    """`rest` up to `end`, extended to the next '/' or '.' so that no name is cut in the middle."""
+    stops = [i for i in (rest.find("/", end), rest.find(".", end)) if i >= 0]
+    return rest[: min(stops)] if stops else rest
+
+
+def plot_points(comparison: Comparison, x: str) -> list[tuple[str, float, float, str]]:
+    """(label, x, main metric, series) for the files that record the x axis (bytes per vector or QPS);
+    the series is the search mode, so dense and hybrid runs are told apart at a glance."""
     key, _ = X_AXES[x]
     metric = comparison.metrics[0]
     points = []
-    for result in comparison.results:
+    for result, name in zip(comparison.results, short_names([r.path for r in comparison.results])):
         value = result.search.get(key)
         if isinstance(value, (int, float)) and value and metric in result.metrics:
-            points.append((Path(result.path).stem, float(value), result.metrics[metric]))
+            points.append((name, float(value), result.metrics[metric], str(result.settings.get("mode", ""))))
     return points

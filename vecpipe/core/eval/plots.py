@@ -70,13 +70,19 @@ def plot_sweep(rows: list[dict], path: str | Path, title: str, metric_label: str
     _save(fig, path)
 
 
-def plot_compare(points: list[tuple[str, float, float]], path: str | Path, title: str, x_label: str, y_label: str) -> None:
-    """One labelled point per result file: quality (y) against storage or speed (x, log scale)."""
+def plot_compare(points: list[tuple[str, float, float, str]], path: str | Path, title: str, x_label: str, y_label: str) -> None:
+    """One labelled point per result file, coloured by series: quality (y) against storage or speed (x, log scale)."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    ax.scatter([p[1] for p in points], [p[2] for p in points], color="tab:blue", zorder=3)
-    for label, x, y in points:
-        ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    series = defaultdict(list)
+    for point in points:
+        series[point[3]].append(point)
+    for name, members in series.items():
+        ax.scatter([p[1] for p in members], [p[2] for p in members], zorder=3, label=name or None)
+    for n, (label, x, y, _) in enumerate(sorted(points, key=lambda p: (p[1], p[2]))):
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 4 if n % 2 else -9), fontsize=6)
     ax.set(xlabel=x_label, ylabel=y_label, xscale="log", title=title)
     ax.grid(True, alpha=0.3)
+    if any(series):
+        ax.legend(loc="lower right", fontsize=8)
     _save(fig, path)
