@@ -104,7 +104,11 @@ class DirLock:
     """
 
     def __init__(self, target: Path):
-        self.path = target.with_name(f".{target.name}.lock")
+        # Beside the real directory, whatever spelling reached it (a symlink, `..`): two writers
+        # through two names of one index must meet at one lock.
+        real = Path(os.path.realpath(target))
+        self.path = real.with_name(f".{real.name}.lock")
+        self.target = target
         self._fd: int | None = None
 
     def __enter__(self) -> "DirLock":
@@ -114,10 +118,7 @@ class DirLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise IndexStoreError(
-                "another vecpipe process is writing here; try again when it has finished",
-                str(self.path.with_name(self.path.name[1:-5])),
-            ) from None
+            raise IndexStoreError("another vecpipe process is writing here; try again when it has finished", str(self.target)) from None
         self._fd = fd
         return self
 
