@@ -534,15 +534,3 @@ def test_a_second_writer_through_a_symlink_is_refused_and_leaves_the_first_ones_
     add_to_index(tmp_path / "alias.idx", batches(corpus[50:60], first=50))
     assert index_info(tmp_path / "real.idx")["count"] == 60
 
-
-def test_two_models_with_one_name_do_not_mix(corpus, tmp_path):
-    """Two training runs' `checkpoint-500` directories are both called `model`: the manifest hash tells them apart."""
-    build_index(tmp_path / "idx", batches(corpus[:50]))
-    other = {**PROVENANCE, "model_sha256": "cd" * 32}
-    with pytest.raises(DataError, match="model_sha256 'cdcd.*differs.*two different models are both called 'test-model'"):
-        add_to_index(tmp_path / "idx", batches(corpus[50:60], provenance=other, first=50))
-    with VectorIndex.open(tmp_path / "idx") as index, pytest.raises(IndexStoreError, match="two different models"):
-        index.search(corpus[:1], 5, provenance=other)
-    hashless = {key: value for key, value in PROVENANCE.items() if key != "model_sha256"}
-    add_to_index(tmp_path / "idx", batches(corpus[50:60], provenance=hashless, first=50))  # no hash to compare: the name decides
-    assert index_info(tmp_path / "idx")["count"] == 60

@@ -43,9 +43,11 @@ ORDERS = ("input", "random")
 # (small ones idle threads at each call's tail), but each call holds its rows twice (staged and
 # concatenated). 16k rows keeps a 200k x 384 build under 2x the vectors' size (65k: 2.31x).
 INSERT_ROWS = 16384
-# Provenance keys that define the vector space; a query must agree with the index on each. The
-# model is its name and its manifest's sha256: two checkpoints both called `model` are two spaces.
-SPACE_KEYS = ("model", "dim", "layer", "pooling", "truncate_dim", "pca_sha256", "model_sha256")
+# Provenance keys that define the vector space; a query must agree with the index on each.
+# Not model_sha256: it hashes the model's manifest, which records where the checkpoint was and
+# which vecpipe converted it, so the same model converted on another machine or by another
+# release would be refused (docs/RELIABILITY.md, known limits).
+SPACE_KEYS = ("model", "dim", "layer", "pooling", "truncate_dim", "pca_sha256")
 # Records added to an index must also have been embedded the same way as the first ones.
 RECORD_KEYS = SPACE_KEYS + ("prompt", "prefix", "normalized", "calibration_sha256")
 
@@ -110,13 +112,8 @@ class SearchResult:
 
 def _differs(expected: dict, actual: dict, keys: Sequence[str]) -> str | None:
     for key in keys:
-        if key == "model_sha256" and None in (expected.get(key), actual.get(key)):
-            continue  # vectors from elsewhere may carry a name and no hash: the name was compared
         if expected.get(key) != actual.get(key):
-            problem = f"{key} {actual.get(key)!r} differs from the index's {expected.get(key)!r}"
-            if key == "model_sha256":
-                problem += f": two different models are both called {actual.get('model')!r}"
-            return problem
+            return f"{key} {actual.get(key)!r} differs from the index's {expected.get(key)!r}"
     return None
 
 
