@@ -85,3 +85,19 @@ def test_info_verify_rehashes_and_catches_a_changed_file(home, tiny_model_dir, t
         fh.write(b"x")
     bad = runner.invoke(app, ["models", "info", str(copy), "--verify"])
     assert bad.exit_code == 4 and "does not match the sha256" in bad.stderr
+
+
+def test_models_list_known_prints_the_catalogue_with_local_presence():
+    import json as _json
+
+    from typer.testing import CliRunner
+
+    from vecpipe.cli import app
+
+    result = CliRunner().invoke(app, ["models", "list", "--known"])
+    assert result.exit_code == 0, result.stderr
+    rows = [_json.loads(line) for line in result.stdout.splitlines()]
+    by_name = {r["name"]: r for r in rows}
+    assert by_name["multilingual-e5-small"]["family"] == "xlm-roberta" and by_name["multilingual-e5-small"]["prompts"]["query"] == "query: "
+    assert {"family", "dim", "max_tokens", "prompts", "matryoshka_dims", "licence", "local"} <= set(rows[0])
+    assert by_name["bge-m3"]["local"] is False

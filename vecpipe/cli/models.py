@@ -26,10 +26,16 @@ def _print_json(value) -> None:
 
 @models_app.command("list")
 @handles_errors
-def list_models(as_json: bool = typer.Option(False, "--json", help="JSONL even on a terminal.")) -> None:
+def list_models(
+    as_json: bool = typer.Option(False, "--json", help="JSONL even on a terminal."),
+    known: bool = typer.Option(False, "--known", help="The catalogue of models vecpipe knows by name instead: family, dimension, max tokens, prompts, Matryoshka dims, licence, and whether each is here."),
+) -> None:
     """List converted models in the cache ($VECPIPE_HOME/models) and the built-in names."""
     from vecpipe.core.models.registry import BUILTINS, list_cached
 
+    if known:
+        _list_known(as_json)
+        return
     cached = list_cached()
     rows = [{"name": m["name"], "dim": m["dim"], "layers": m.get("layers"), "variant": m.get("variant", "fp32"), "path": m["path"]} for m in cached]
     known = {r["name"] for r in rows}
@@ -43,6 +49,28 @@ def list_models(as_json: bool = typer.Option(False, "--json", help="JSONL even o
     from vecpipe.cli.common import print_table
 
     print_table("models", ["name", "dim", "layers", "variant", "path"], [list(r.values()) for r in rows])
+
+
+def _list_known(as_json: bool) -> None:
+    from vecpipe.core.models.catalogue import KNOWN
+    from vecpipe.core.models.registry import cache_path
+
+    rows = []
+    for model in KNOWN:
+        here = any((cache_path(n) / "vecpipe.json").exists() for n in (model.name, model.hub_id.replace("/", "--")))
+        rows.append({**model.describe(), "local": here})
+    if as_json or not stdout_is_terminal():
+        import orjson
+
+        for row in rows:
+            print(orjson.dumps(row).decode())
+        return
+    from vecpipe.cli.common import print_table
+
+    columns = ["name", "family", "dim", "max_tokens", "prompts", "matryoshka_dims", "licence", "local"]
+    print_table("known models (-m NAME; one not here is pulled from hf:ORG/NAME when online)", columns,
+                [[r["name"], r["family"], r["dim"], r["max_tokens"], ", ".join(r["prompts"]) or "", ", ".join(map(str, r["matryoshka_dims"])),
+                  r["licence"], "yes" if r["local"] else "no"] for r in rows])
 
 
 @models_app.command("info")

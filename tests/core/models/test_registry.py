@@ -149,3 +149,32 @@ def test_two_first_uses_at_once_leave_one_good_cache(home, tiny_checkpoint):
     assert all(p.returncode == 0 for p in procs) and len(set(outs)) == 1
     registry.verify_model_dir(home / "models" / "tiny-bert")
     assert [p.name for p in (home / "models").iterdir()] == ["tiny-bert"]
+
+
+def test_a_known_name_not_here_is_pulled_by_its_hub_id(home, tiny_checkpoint, monkeypatch):
+    """The catalogue maps a short name to its hub id; the local fake stands in for the network."""
+    calls = []
+
+    def snapshot_download(repo_id, allow_patterns):
+        calls.append(repo_id)
+        return str(tiny_checkpoint)
+
+    monkeypatch.setitem(sys.modules, "huggingface_hub", types.SimpleNamespace(snapshot_download=snapshot_download))
+    notes = []
+    path = registry.resolve("bge-small-en-v1.5", notify=notes.append)
+    assert calls == ["BAAI/bge-small-en-v1.5"] and path == home / "models" / "BAAI--bge-small-en-v1.5"
+    assert "is a known model: pulling hf:BAAI/bge-small-en-v1.5" in notes[0]
+
+
+def test_a_known_name_offline_or_without_the_extra_is_one_clear_line(home, monkeypatch):
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)
+    with pytest.raises(ModelError, match=r"pulling hf:intfloat/multilingual-e5-small needs the hub extra"):
+        registry.resolve("multilingual-e5-small")
+
+
+def test_the_catalogue_lists_only_families_vecpipe_converts():
+    from vecpipe.core.models.catalogue import KNOWN
+    from vecpipe.core.models.families import FAMILIES
+
+    assert {m.family for m in KNOWN} <= set(FAMILIES)
+    assert len({m.name for m in KNOWN}) == len(KNOWN)

@@ -17,7 +17,10 @@ CHECKPOINT_PATTERNS = [
     "modules.json",
     "sentence_bert_config.json",
     "config_sentence_transformers.json",
+    "tokenizer_config.json",  # sentence-transformers 6.x keeps the maximum length here
     "1_Pooling/config.json",
+    "*_Dense/config.json",
+    "*_Dense/model.safetensors",
 ]
 
 

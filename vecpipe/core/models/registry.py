@@ -25,6 +25,7 @@ from typing import Callable, Iterator
 from vecpipe.core.atomic import make_temp_dir_beside
 from vecpipe.core.errors import ModelError, storage_error
 from vecpipe.core.hashing import sha256_file
+from vecpipe.core.models.catalogue import known as known_model
 from vecpipe.core.models.checkpoint import CHECKPOINT_FILES, is_checkpoint_dir
 from vecpipe.core.models.convert import DEFAULT_GRAPH, convert
 from vecpipe.core.models.manifest import MANIFEST, MODEL_DIR_FILES, manifest_sha256, read_manifest
@@ -254,6 +255,10 @@ def resolve(name: str | None = None, layers: int | None = None, notify: Notify =
     if cached is not None and (cached / MANIFEST).exists() and layers is None:
         verify_model_dir(cached)
         return cached
+    catalogued = known_model(name)
+    if catalogued is not None and not path.is_dir():
+        notify(f"{name} is not here yet; it is a known model: pulling hf:{catalogued.hub_id}")
+        return _resolve_hub(catalogued.hub_id, layers, notify)
     if path.is_dir():
         raise ModelError(
             f"neither a vecpipe model directory ({', '.join(_MODEL_DIR)}) nor a "
@@ -263,7 +268,7 @@ def resolve(name: str | None = None, layers: int | None = None, notify: Notify =
         )
     raise ModelError(
         f"unknown model {name!r}: not a model directory, a sentence-transformers checkpoint, "
-        f"a cached name (see `vecpipe models list`) or a built-in ({', '.join(BUILTINS)})"
+        f"a cached name (see `vecpipe models list`), a known name (`vecpipe models list --known`) or a built-in ({', '.join(BUILTINS)})"
     )
 
 
