@@ -120,6 +120,22 @@ def convert(
     say(f"wrote {target} ({manifest['layers']} layers, dim {manifest['dim']}, {manifest['pooling']} pooling, {graph} graph)")
 
 
+@models_app.command("import")
+@handles_errors
+def import_export(
+    source: str = typer.Argument(..., help="A ready ONNX export: model.onnx or onnx/model.onnx, tokenizer.json and sentence-transformers' configs."),
+    output: str = typer.Option(..., "-o", "--output", help="Directory to create."),
+    name: Optional[str] = typer.Option(None, "--name", help="Model name recorded in the manifest (default: the directory name)."),
+) -> None:
+    """Import a ready ONNX export (inputs input_ids, attention_mask, optionally token_type_ids) as a model directory; `-m DIR` does it on first use."""
+    from vecpipe.core.models.onnx_import import import_export as import_onnx_export
+
+    src, target = Path(source), Path(output)
+    _refuse_existing(target)
+    manifest = _new_model_dir(target, lambda tmp: import_onnx_export(src, tmp, name or src.resolve().name))
+    say(f"wrote {target} (dim {manifest['dim']}, {manifest['pooling']} pooling, imported graph)")
+
+
 def _refuse_existing(target: Path) -> None:
     from vecpipe.core.errors import UsageError
 

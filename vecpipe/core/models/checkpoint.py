@@ -91,6 +91,37 @@ def is_checkpoint_dir(path: Path) -> bool:
     return (path / "config.json").exists() and (path / WEIGHTS).exists()
 
 
+@dataclass
+class ModuleChain:
+    """What sentence-transformers' configs say happens around the transformer."""
+
+    pooling: str = "mean"
+    normalize: bool = False
+    dense: list[Dense] = field(default_factory=list)
+    declared_max_tokens: int | None = None
+    prompts: dict = field(default_factory=dict)
+    default_prompt: str | None = None
+
+
+def read_module_chain(path: Path) -> ModuleChain:
+    """Pooling, Dense layers and Normalize from modules.json, the length and the prompts, from a
+    checkpoint or a ready ONNX export that carries sentence-transformers' configs."""
+    chain = ModuleChain()
+    for module in _modules(path):
+        kind, folder = module.get("type", ""), module.get("path", "")
+        if kind.endswith("Pooling"):
+            chain.pooling = _pooling_mode(read_json(path / folder / "config.json"), path / folder)
+        elif kind.endswith("Dense"):
+            chain.dense.append(read_dense(path / folder, folder))
+        elif kind.endswith("Normalize"):
+            chain.normalize = True
+    chain.declared_max_tokens = _declared_max_tokens(path)
+    prompts_config = read_json(path / "config_sentence_transformers.json", required=False) or {}
+    chain.prompts = dict(prompts_config.get("prompts") or {})
+    chain.default_prompt = prompts_config.get("default_prompt_name")
+    return chain
+
+
 def read_checkpoint(path: Path) -> Checkpoint:
     """Read the sentence-transformers json configs that decide pooling, Dense layers, length and prompts."""
     config = read_json(path / "config.json")
@@ -99,29 +130,19 @@ def read_checkpoint(path: Path) -> Checkpoint:
     for name in CHECKPOINT_FILES[1:]:
         if not (path / name).exists():
             raise ModelError(f"missing {name}", str(path))
-    pooling, normalize, dense = "mean", False, []
-    for module in _modules(path):
-        kind, folder = module.get("type", ""), module.get("path", "")
-        if kind.endswith("Pooling"):
-            pooling = _pooling_mode(read_json(path / folder / "config.json"), path / folder)
-        elif kind.endswith("Dense"):
-            dense.append(read_dense(path / folder, folder))
-        elif kind.endswith("Normalize"):
-            normalize = True
+    chain = read_module_chain(path)
     max_positions = _usable_positions(config, path)
-    max_tokens = _declared_max_tokens(path) or max_positions
-    prompts_config = read_json(path / "config_sentence_transformers.json", required=False) or {}
     ckpt = Checkpoint(
         path=path,
         config=config,
-        pooling=pooling,
-        normalize=normalize,
-        max_tokens=min(max_tokens, max_positions),
-        prompts=dict(prompts_config.get("prompts") or {}),
-        default_prompt=prompts_config.get("default_prompt_name"),
-        dense=dense,
+        pooling=chain.pooling,
+        normalize=chain.normalize,
+        max_tokens=min(chain.declared_max_tokens or max_positions, max_positions),
+        prompts=chain.prompts,
+        default_prompt=chain.default_prompt,
+        dense=chain.dense,
     )
-    _check_dense_chain(ckpt)
+    check_dense_chain(ckpt.dense, ckpt.hidden_size, path)
     return ckpt
 
 
@@ -196,11 +217,10 @@ def read_dense(folder: Path, name: str) -> Dense:
     return Dense(name, weight, bias, activation)
 
 
-def _check_dense_chain(ckpt: Checkpoint) -> None:
-    width = ckpt.hidden_size
-    for layer in ckpt.dense:
+def check_dense_chain(dense: list[Dense], width: int, path: Path) -> None:
+    for layer in dense:
         if layer.weight.shape[1] != width:
-            raise ModelError(f"Dense layer takes {layer.weight.shape[1]} inputs but receives {width}", str(ckpt.path / layer.folder))
+            raise ModelError(f"Dense layer takes {layer.weight.shape[1]} inputs but receives {width}", str(path / layer.folder))
         width = int(layer.weight.shape[0])
 
 

@@ -20,17 +20,18 @@ MS_DOMAIN = "com.microsoft"
 class GraphBuilder:
     """Accumulates ONNX nodes and initializers with unique names."""
 
-    def __init__(self):
+    def __init__(self, prefix: str = ""):
         from onnx import helper
 
         self.helper = helper
         self.nodes = []
         self.initializers = []
         self._count = 0
+        self._prefix = prefix  # keeps names apart from those of a graph the nodes are added to
 
     def name(self, hint: str) -> str:
         self._count += 1
-        return f"{hint}_{self._count}"
+        return f"{self._prefix}{hint}_{self._count}"
 
     def const(self, hint: str, array: np.ndarray) -> str:
         from onnx import numpy_helper

@@ -29,6 +29,7 @@ from vecpipe.core.models.catalogue import known as known_model
 from vecpipe.core.models.checkpoint import CHECKPOINT_FILES, is_checkpoint_dir
 from vecpipe.core.models.convert import DEFAULT_GRAPH, convert
 from vecpipe.core.models.manifest import MANIFEST, MODEL_DIR_FILES, manifest_sha256, read_manifest
+from vecpipe.core.models.onnx_import import is_onnx_export
 from vecpipe.core.models.stamps import stamped_sha256
 from vecpipe.core.paths import models_dir
 
@@ -208,6 +209,28 @@ def _cached_or_convert(ckpt: Path, name: str, layers: int | None, source: dict, 
     return _convert_into_cache(ckpt, name, layers, source, notify)
 
 
+def _cached_or_import(export: Path, layers: int | None, notify: Notify) -> Path:
+    """A ready ONNX export, imported into the cache once (again when its graph changes)."""
+    from vecpipe.core.models.onnx_import import export_graph, import_export
+
+    if layers is not None:
+        raise ModelError("--layer cuts a graph vecpipe writes itself; an ONNX export is used as it is", str(export))
+    name = export.resolve().name
+    target = cache_path(name)
+    graph = export_graph(export)
+    if (target / MANIFEST).exists():
+        try:
+            manifest = verify_model_dir(target)
+            if stamped_sha256(graph) in manifest.get("source_sha256", {}).values():
+                return target
+        except ModelError as exc:
+            notify(f"cached model is unusable ({exc}); importing it again")
+        _discard(target)
+    notify(f"importing the ONNX export {export} into {target} (first use only)")
+    source = {"kind": "onnx-export", "path": str(export.resolve()), "name": name}
+    return _build_into_cache(target, lambda tmp: import_export(export, tmp, name, source))
+
+
 def _converted_by_current_vecpipe(manifest: dict, notify: Notify) -> bool:
     """False for a cache entry in another graph form than the default, which is converted again once."""
     form = manifest.get("graph", "plain")  # entries from before graph forms existed are plain
@@ -249,6 +272,8 @@ def resolve(name: str | None = None, layers: int | None = None, notify: Notify =
         cache_name = path.resolve().name
         source = {"kind": "sentence-transformers", "path": str(path.resolve()), "name": cache_name}
         return _cached_or_convert(path, _variant(cache_name, layers), layers, source, notify)
+    if is_onnx_export(path) and not is_checkpoint_dir(path):
+        return _cached_or_import(path, layers, notify)
     if name in BUILTINS:
         return _resolve_builtin(BUILTINS[name], layers, notify)
     cached = cache_path(name) if _CACHE_NAME.match(name) else None
