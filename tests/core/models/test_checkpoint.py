@@ -136,3 +136,13 @@ def test_last_token_pooling_takes_the_last_unmasked_position_under_any_padding(t
     last = max(i for i, on in enumerate(mask_row) if on)
     np.testing.assert_array_equal(pooled[0], tokens[0, last])
     np.testing.assert_array_equal(pool_tokens(tokens, feed["attention_mask"], "last")[0], tokens[0, last])
+
+
+def test_a_broken_tokenizer_is_one_line_naming_it_before_anything_is_written(tmp_path):
+    ckpt = write_tiny_checkpoint(tmp_path / "ckpt")
+    (ckpt / "tokenizer.json").write_text('{"version": "1.0", "model": {')
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(ModelError, match="not a usable tokenizer") as refused:
+        convert(ckpt, out, "broken")
+    assert str(refused.value).startswith(str(ckpt / "tokenizer.json")) and list(out.iterdir()) == []

@@ -130,6 +130,7 @@ def read_checkpoint(path: Path) -> Checkpoint:
     for name in CHECKPOINT_FILES[1:]:
         if not (path / name).exists():
             raise ModelError(f"missing {name}", str(path))
+    load_tokenizer(path / "tokenizer.json")  # refused here, before anything is written, if it is broken
     chain = read_module_chain(path)
     max_positions = _usable_positions(config, path)
     ckpt = Checkpoint(
@@ -222,6 +223,16 @@ def check_dense_chain(dense: list[Dense], width: int, path: Path) -> None:
         if layer.weight.shape[1] != width:
             raise ModelError(f"Dense layer takes {layer.weight.shape[1]} inputs but receives {width}", str(path / layer.folder))
         width = int(layer.weight.shape[0])
+
+
+def load_tokenizer(path: Path):
+    """The HF `tokenizers` Tokenizer in `path`; a broken file is one ModelError naming it, not a traceback."""
+    from tokenizers import Tokenizer
+
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as exc:  # tokenizers raises plain Exception for unreadable or garbled JSON
+        raise ModelError(f"not a usable tokenizer ({(str(exc).splitlines() or [type(exc).__name__])[0]})", str(path)) from None
 
 
 def load_safetensors(path: Path) -> dict[str, np.ndarray]:

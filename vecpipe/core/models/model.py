@@ -45,9 +45,9 @@ class Model:
     @property
     def tokenizer(self):
         if self._tokenizer is None:
-            from tokenizers import Tokenizer
+            from vecpipe.core.models.checkpoint import load_tokenizer
 
-            tok = Tokenizer.from_file(str(self.dir / "tokenizer.json"))
+            tok = load_tokenizer(self.dir / "tokenizer.json")
             tok.no_padding()
             tok.no_truncation()  # vecpipe truncates, counts and chunks by itself
             self._tokenizer = tok

@@ -17,7 +17,7 @@ import numpy as np
 from vecpipe import __version__
 from vecpipe.core.errors import ModelError
 from vecpipe.core.hashing import sha256_file
-from vecpipe.core.models.checkpoint import check_dense_chain, read_json, read_module_chain
+from vecpipe.core.models.checkpoint import check_dense_chain, load_tokenizer, read_json, read_module_chain
 from vecpipe.core.models.graph import GraphBuilder, dense_head, pool, save_graph
 from vecpipe.core.models.manifest import MANIFEST_VERSION, TOKENIZER_FILE, file_hashes, write_manifest
 
@@ -120,11 +120,10 @@ def _rename_tensor(model, old: str, new: str) -> None:
 def _probe_width(out_dir: Path, inputs: list[str]) -> int:
     """The width of the graph's token (or sentence) vectors, found by running it on one short text."""
     import onnxruntime as ort
-    from tokenizers import Tokenizer
 
     from vecpipe.core.models.manifest import GRAPH_FILE
 
-    ids = np.array([Tokenizer.from_file(str(out_dir / TOKENIZER_FILE)).encode("a").ids], dtype=np.int64)
+    ids = np.array([load_tokenizer(out_dir / TOKENIZER_FILE).encode("a").ids], dtype=np.int64)
     feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
     options = ort.SessionOptions()
     options.log_severity_level = 3

@@ -123,7 +123,7 @@ def activation_maxima(model, tensors: list[str], tokenizer_path: Path, texts: li
     """Per-channel max |x| of each tensor over `texts`, run one text at a time (no padding to skew it)."""
     import onnxruntime as ort
     from onnx import TensorProto, helper
-    from tokenizers import Tokenizer
+    from vecpipe.core.models.checkpoint import load_tokenizer
 
     probe = type(model)()
     probe.CopyFrom(model)
@@ -131,7 +131,7 @@ def activation_maxima(model, tensors: list[str], tokenizer_path: Path, texts: li
     options = ort.SessionOptions()
     options.log_severity_level = 3
     session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    tokenizer = Tokenizer.from_file(str(tokenizer_path))
+    tokenizer = load_tokenizer(tokenizer_path)
     # The tokenizer.json of sentence-transformers checkpoints pads to 128: calibrating on
     # attended [PAD] tokens would measure the wrong activations.
     tokenizer.no_padding()
