@@ -11,7 +11,7 @@ EXIT_CODES_HELP = (
     "Exit codes: 0 success (also when the reader of stdout closes early, as `| head` does); "
     "1 internal error (a bug: please report it); 2 bad usage; 3 bad input data; "
     "4 model missing, unverifiable or not convertible; 5 index locked, corrupt or mismatched; "
-    "6 write failed (disk full, permissions); 130 interrupted."
+    "6 write failed (disk full, permissions); 130 interrupted (Ctrl-C); 143 terminated (SIGTERM)."
 )
 
 app = typer.Typer(
@@ -48,7 +48,11 @@ for _name in COMMAND_MODULES:
 
 
 def main() -> None:
+    import signal
+
+    from vecpipe.cli.common import raise_terminated
     from vecpipe.cli.completion import answering_completion
 
+    signal.signal(signal.SIGTERM, raise_terminated)  # unwinds like Ctrl-C: temp files removed, one line, exit 143
     answering_completion()
     app(prog_name="vecpipe")

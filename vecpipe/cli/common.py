@@ -15,7 +15,7 @@ from typing import IO, Callable, Iterator
 
 import typer
 
-from vecpipe.core.errors import EXIT_INTERRUPTED, VecpipeError, storage_error
+from vecpipe.core.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, VecpipeError, storage_error
 
 STDIN = "-"
 
@@ -61,39 +61,55 @@ def handles_errors(fn: Callable) -> Callable:
         except BrokenPipeError:
             _silence_stdout()
             raise typer.Exit(0) from None
-        except KeyboardInterrupt:
-            say("interrupted")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated): temp files are gone by now
+            terminated = isinstance(exc, Terminated)
+            say("terminated" if terminated else "interrupted")
+            raise typer.Exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED) from None
         except OSError as exc:  # an OS refusal no narrower handler named: still one line, exit 6
             raise fail(storage_error(exc, exc.filename or "vecpipe")) from None
 
     return wrapper
 
 
-class WholeRecordWrites:
-    """Ctrl-C stops at once, except in the middle of writing a batch of records.
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be, so that the same unwinding removes every temp file."""
 
-    A SIGINT that arrives while a batch is being written is held until the batch is out,
-    so a consumer of stdout never sees half a record; the command then exits with 130.
+
+def raise_terminated(signum, frame) -> None:
+    raise Terminated
+
+
+def _interruption(signum: int) -> KeyboardInterrupt:
+    return Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+class WholeRecordWrites:
+    """Ctrl-C (or SIGTERM) stops at once, except in the middle of writing a batch of records.
+
+    A signal that arrives while a batch is being written is held until the batch is out, so a
+    consumer of stdout never sees half a record; the command then exits with 130 (143 for SIGTERM).
     """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self._writing = False
-        self._pending = False
-        self._previous = None
+        self._pending: int | None = None
+        self._previous: dict = {}
 
     def _handler(self, signum, frame):
         if self._writing:
-            self._pending = True
+            self._pending = signum
         else:
-            raise KeyboardInterrupt
+            raise _interruption(signum)
 
     def __enter__(self) -> "WholeRecordWrites":
-        self._previous = signal.signal(signal.SIGINT, self._handler)
+        self._previous = {sig: signal.signal(sig, self._handler) for sig in self.SIGNALS}
         return self
 
     def __exit__(self, *exc) -> None:
-        signal.signal(signal.SIGINT, self._previous)
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
 
     @contextlib.contextmanager
     def writing(self) -> Iterator[None]:
@@ -102,8 +118,8 @@ class WholeRecordWrites:
             yield
         finally:
             self._writing = False
-        if self._pending:
-            raise KeyboardInterrupt
+        if self._pending is not None:
+            raise _interruption(self._pending)
 
 
 def input_name(path: str) -> str:
@@ -114,7 +130,7 @@ def input_name(path: str) -> str:
 def open_input(path: str) -> Iterator[IO[bytes]]:
     """A binary stream for `path`; `-` is stdin."""
     if path == STDIN:
-        yield sys.stdin.buffer
+        yield from _stdin()
         return
     try:
         fh = open(path, "rb")
@@ -138,6 +154,27 @@ class VectorOutput:
         from vecpipe.formats.vectors import open_vector_output
 
         return open_vector_output(self.fmt, self.path, binary_stdout())
+
+
+def _stdin() -> Iterator[IO[bytes]]:
+    """Standard input through a reader of its own (over a dup of fd 0), not sys.stdin.buffer.
+
+    A prefetching reader thread may be blocked in a read when Ctrl-C or SIGTERM ends the command;
+    had it been sys.stdin.buffer, the interpreter could not take that buffer's lock at shutdown and
+    aborted ("Fatal Python error ... could not acquire lock for <stdin>"). This reader is not
+    closed when the command is interrupted, for the same reason: the process is ending anyway."""
+    if sys.stdin is None:  # started with stdin closed (`<&-`)
+        from vecpipe.core.errors import DataError
+
+        raise DataError("standard input is closed", "<stdin>")
+    try:
+        fd = os.dup(sys.stdin.fileno())
+    except (ValueError, OSError):  # an in-memory stdin (tests) or no descriptor: nothing can block in it
+        yield sys.stdin.buffer
+        return
+    reader = open(fd, "rb")
+    yield reader
+    reader.close()
 
 
 def binary_stdout() -> IO[bytes]:

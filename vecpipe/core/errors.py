@@ -17,6 +17,7 @@ EXIT_MODEL = 4
 EXIT_INDEX = 5
 EXIT_IO = 6
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 
 
 class VecpipeError(Exception):
