@@ -2,7 +2,7 @@
 
 Each error carries the exit code the CLI uses for it, so a Makefile can tell
 bad data (3) from a missing model (4) or a busy index (5). The full table lives
-in docs/EXIT_CODES.md and in `vecpipe --help`.
+in docs/RELIABILITY.md and in `vecpipe --help`.
 """
 from __future__ import annotations
 
