@@ -16,7 +16,7 @@ else
   echo "demo: no man pages here; using $(wc -l <"$out/corpus.txt") Python standard library docstrings" >&2
 fi
 
-vecpipe embed "$out/corpus.txt" | vecpipe index build -o "$out/man.idx"
+vecpipe embed "$out/corpus.txt" | vecpipe index build --overwrite -o "$out/man.idx"  # a second make demo rebuilds it
 vecpipe index info "$out/man.idx" --json >&2
 
 for query in "compress a directory" "show network connections" "find files by name" \
