@@ -235,8 +235,8 @@ def _score_index(index: str, queries: Optional[str], qrels: str, retriever: Retr
     if scoring.ignore_identical_ids:  # one more hit was fetched so that each query keeps top_k others
         from vecpipe.core.eval.metrics import without_identical_ids
 
-        run = {qid: dict(list(hits.items())[: retriever.top_k]) for qid, hits in without_identical_ids(run)[0].items()}
-    evaluation = Scoring(scoring.k_values, scoring.complete, False, scoring.score_precision).score(run, qrels_data.qrels, queries)
+        run, _ = without_identical_ids(run, keep=retriever.top_k)
+    evaluation = scoring.score(run, qrels_data.qrels, queries)
     parameters = {"mode": searched.mode, "top_k": retriever.top_k, **scoring.parameters()}
     if searched.mode == "hybrid":
         parameters.update(retriever.fusion.describe())

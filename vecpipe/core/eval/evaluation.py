@@ -338,8 +338,7 @@ def evaluate_config(
     depth = top_k + 1 if ignore_identical_ids else top_k
     outcome = _mode_run(data, docs, queries, config, depth, mode, fusion, lexical)
     if ignore_identical_ids:
-        kept, _ = without_identical_ids(outcome.run)
-        outcome.run = {qid: dict(list(hits.items())[:top_k]) for qid, hits in kept.items()}
+        outcome.run, _ = without_identical_ids(outcome.run, keep=top_k)
     run = at_score_precision(outcome.run, score_precision)
     evaluation = evaluate_retrieval(run, data.qrels, sorted({*k_values, MAIN_K}), complete=complete)
     dim = config.dim or (docs.matrix.shape[1] if docs is not None else 0)

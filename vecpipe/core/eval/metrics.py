@@ -126,12 +126,14 @@ def _ordered_keys(k_values: Sequence[int]) -> list[str]:
 SCORE_PRECISIONS = ("float64", "float32")
 
 
-def without_identical_ids(run: Run) -> tuple[dict[str, dict[str, float]], int]:
+def without_identical_ids(run: Run, keep: int | None = None) -> tuple[dict[str, dict[str, float]], int]:
     """The run without hits whose document id is the query id, and how many were dropped.
 
     MTEB does this for tasks whose queries are also documents (ArguAna, Quora, ...:
-    `ignore_identical_ids`); a query would otherwise find itself at rank 1."""
-    kept = {qid: {doc: score for doc, score in docs.items() if doc != qid} for qid, docs in run.items()}
+    `ignore_identical_ids`); a query would otherwise find itself at rank 1. A retriever that
+    fetched one hit more for this passes `keep` (its top k): each query keeps its first `keep`
+    other hits, in the run's order."""
+    kept = {qid: dict([(doc, score) for doc, score in docs.items() if doc != qid][:keep]) for qid, docs in run.items()}
     return kept, sum(len(docs) for docs in run.values()) - sum(len(docs) for docs in kept.values())
 
 
