@@ -117,7 +117,8 @@ def convert(
     src, target = Path(source), Path(output)
     _refuse_existing(target)
     manifest = _new_model_dir(target, lambda tmp: convert_checkpoint(src, tmp, name or src.resolve().name, layers=layers, graph_form=graph))
-    say(f"wrote {target} ({manifest['layers']} layers, dim {manifest['dim']}, {manifest['pooling']} pooling, {graph} graph)")
+    shape = "a static table" if manifest["architecture"] == "static" else f"{manifest['layers']} layers, {manifest['pooling']} pooling, {graph} graph"
+    say(f"wrote {target} ({shape}, dim {manifest['dim']})")
 
 
 @models_app.command("import")

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vecpipe.core.models.batching import EmbedOptions, EmbedStats, _batches, embed_records, embed_texts, output_rows
+from vecpipe.core.models.batching import EmbedOptions, EmbedStats, embed_records, embed_texts, output_rows
 from vecpipe.core.errors import DataError, UsageError
-from vecpipe.core.models.model import Model
+from vecpipe.core.models.model import Model, token_budget_batches
 from vecpipe.formats.text import TextRecord
 
 
@@ -21,7 +21,7 @@ def records(texts):
 
 def test_batches_respect_budget_and_cover_everything():
     lengths = np.array([5, 50, 7, 300, 12, 12, 90])
-    groups = list(_batches(lengths, batch_tokens=400, max_batch=3))
+    groups = list(token_budget_batches(lengths, batch_tokens=400, max_batch=3))
     assert sorted(np.concatenate(groups).tolist()) == list(range(7))
     for g in groups:
         assert len(g) <= 3 and (len(g) == 1 or len(g) * lengths[g].max() <= 400)

@@ -20,9 +20,6 @@ from vecpipe.formats.text import TextRecord
 ON_LONG = ("truncate", "error", "chunk")
 WINDOW_RECORDS = 2048
 WINDOW_CHARS = 4_000_000
-# Beyond this many characters per allowed token, no realistic text still has tokens left
-# to keep, so truncation may cut the string first and spare the tokenizer huge lines.
-CHARS_PER_TOKEN_CAP = 128
 
 
 @dataclass
@@ -92,7 +89,7 @@ def tokenize_window(model, records: list[TextRecord], options: EmbedOptions, max
     budget = max_tokens - len(head) - len(tail)
     prefix_len = len(options.prefix)
     texts = [options.prefix + r.text for r in records]
-    cap = prefix_len + max_tokens * CHARS_PER_TOKEN_CAP
+    cap = prefix_len + max_tokens * model.chars_per_token_cap
     heads: set[int] = set()
     if options.on_long == "truncate":
         texts = [t[:cap] for t in texts]
@@ -152,33 +149,11 @@ def _chunks(record: int, enc, head: list[int], tail: list[int], budget: int, opt
     return pieces
 
 
-def _batches(lengths: np.ndarray, batch_tokens: int, max_batch: int) -> Iterator[np.ndarray]:
-    """Index groups in ascending length, each under the padded-token budget."""
-    order = np.argsort(lengths, kind="stable")
-    start = 0
-    while start < len(order):
-        end = start + 1
-        while end < len(order) and end - start < max_batch and (end - start + 1) * lengths[order[end]] <= batch_tokens:
-            end += 1
-        yield order[start:end]
-        start = end
-
-
 def run_pieces(model, pieces: list[Piece], options: EmbedOptions, stats: EmbedStats) -> np.ndarray:
     """Pooled vectors for every piece, in piece order."""
-    lengths = np.fromiter((len(p.ids) for p in pieces), dtype=np.int64, count=len(pieces))
-    out = np.empty((len(pieces), model.dim), dtype=np.float32)
-    for group in _batches(lengths, options.batch_tokens, options.max_batch):
-        width = int(lengths[group[-1]])
-        ids = np.zeros((len(group), width), dtype=np.int64)
-        mask = np.zeros((len(group), width), dtype=np.int64)
-        for row, idx in enumerate(group):
-            seq = pieces[idx].ids
-            ids[row, : len(seq)] = seq
-            mask[row, : len(seq)] = 1
-        out[group] = model.run(ids, mask)
-    stats.tokens += int(lengths.sum())
-    return out
+    vectors = model.vectors_of([p.ids for p in pieces], options.batch_tokens, options.max_batch)
+    stats.tokens += sum(len(p.ids) for p in pieces)
+    return vectors
 
 
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Models vecpipe knows by name: `vecpipe models list --known`, and `-m NAME` for one not yet local.
 
-Each entry is a sentence-transformers checkpoint of a family vecpipe converts (families/). A known
+Each entry is a checkpoint of a family vecpipe converts (families/, or static.py for the static
+tables of model2vec and sentence-transformers; their max_tokens of None means no limit). A known
 name that is not in the cache resolves to its hub id (`hf:ORG/NAME`, the optional `hub` extra),
 so it works for users who are online and fails with one clear line for those who are not.
 """
@@ -15,7 +16,7 @@ class KnownModel:
     hub_id: str
     family: str
     dim: int
-    max_tokens: int
+    max_tokens: int | None
     licence: str
     prompts: dict = field(default_factory=dict)
     matryoshka_dims: tuple[int, ...] = ()
@@ -45,6 +46,14 @@ KNOWN = (
     KnownModel("bge-small-en-v1.5", "BAAI/bge-small-en-v1.5", "bert", 384, 512, "mit", BGE_PROMPTS),
     KnownModel("bge-base-en-v1.5", "BAAI/bge-base-en-v1.5", "bert", 768, 512, "mit", BGE_PROMPTS),
     KnownModel("bge-m3", "BAAI/bge-m3", "xlm-roberta", 1024, 8192, "mit", note="the dense vectors"),
+    KnownModel("potion-base-8M", "minishlab/potion-base-8M", "static", 256, 512, "mit", note="model2vec; no network runs"),
+    KnownModel("potion-base-32M", "minishlab/potion-base-32M", "static", 512, 512, "mit", note="model2vec"),
+    KnownModel("potion-retrieval-32M", "minishlab/potion-retrieval-32M", "static", 512, 512, "mit", note="model2vec, for retrieval"),
+    KnownModel("potion-multilingual-128M", "minishlab/potion-multilingual-128M", "static", 256, 512, "mit", note="model2vec"),
+    KnownModel("static-retrieval-mrl-en-v1", "sentence-transformers/static-retrieval-mrl-en-v1", "static", 1024, None, "apache-2.0",
+               matryoshka_dims=(1024, 768, 512, 256, 128, 64, 32), note="sentence-transformers StaticEmbedding"),
+    KnownModel("static-similarity-mrl-multilingual-v1", "sentence-transformers/static-similarity-mrl-multilingual-v1", "static", 1024,
+               None, "apache-2.0", matryoshka_dims=(1024, 768, 512, 256, 128, 64, 32), note="sentence-transformers StaticEmbedding"),
 )
 
 

@@ -20,6 +20,7 @@ from vecpipe.core.models.checkpoint import Checkpoint, load_safetensors, read_ch
 from vecpipe.core.models.families import family_for
 from vecpipe.core.models.graph import MS_DOMAIN, OPSET, GraphBuilder, Weights, dense_head, pool, save_graph
 from vecpipe.core.models.manifest import MANIFEST_VERSION, TOKENIZER_FILE, file_hashes, write_manifest
+from vecpipe.core.models.static import convert_static, is_static_checkpoint, static_layout
 
 # The checkpoint files whose sha256 the manifest records, in the order they are written.
 SOURCE_FILES = ("model.safetensors", "tokenizer.json", "config.json")
@@ -60,10 +61,19 @@ def build_graph(ckpt: Checkpoint, layers: int | None = None, graph_form: str = D
     return model
 
 
+def source_weights(ckpt_path: Path) -> Path:
+    """The weights file whose hash tells whether a cached conversion of `ckpt_path` is current."""
+    layout = static_layout(ckpt_path)
+    return layout.weights if layout is not None else ckpt_path / "model.safetensors"
+
+
 def convert(
     ckpt_path: Path, out_dir: Path, name: str, layers: int | None = None, source: dict | None = None, graph_form: str = DEFAULT_GRAPH
 ) -> dict:
-    """Write model.onnx, model.onnx.data, tokenizer.json and the manifest for `ckpt_path` into `out_dir` (which must exist)."""
+    """Write model.onnx, model.onnx.data, tokenizer.json and the manifest for `ckpt_path` into `out_dir` (which must exist);
+    a static checkpoint's table instead of a graph (static.py)."""
+    if is_static_checkpoint(ckpt_path):
+        return convert_static(ckpt_path, out_dir, name, layers, source)
     ckpt = read_checkpoint(ckpt_path)
     save_graph(build_graph(ckpt, layers, graph_form), out_dir)
     shutil.copyfile(ckpt_path / TOKENIZER_FILE, out_dir / TOKENIZER_FILE)

@@ -21,6 +21,8 @@ CHECKPOINT_PATTERNS = [
     "1_Pooling/config.json",
     "*_Dense/config.json",
     "*_Dense/model.safetensors",
+    "0_StaticEmbedding/model.safetensors",  # sentence-transformers' static models keep the table here
+    "0_StaticEmbedding/tokenizer.json",
 ]
 
 

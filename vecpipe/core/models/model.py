@@ -1,89 +1,44 @@
-"""A loaded embedding model: tokenizer + onnxruntime session + pooling.
+"""A loaded embedding model: a transformer as an ONNX graph run by onnxruntime, or a static table.
 
-`load_model(name)` resolves and verifies the model directory (see registry.py);
-`Model.embed(texts)` is the simple library entry point; `vecpipe.core.models.batching`
-streams large inputs through `Model.tokenize` and `Model.run`.
+`load_model(name)` resolves and verifies the model directory (see registry.py) and opens it as
+the kind its manifest names; `model.embed(texts)` is the simple library entry point, and
+`vecpipe.core.models.batching` streams large inputs through `model.vectors_of`.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
 from vecpipe.core.errors import ModelError, UsageError
 from vecpipe.core.models import registry
-from vecpipe.core.models.manifest import GRAPH_FILE, MANIFEST, POOLINGS, manifest_sha256, read_manifest
+from vecpipe.core.models.base import EmbeddingModel, default_threads
+from vecpipe.core.models.manifest import GRAPH_FILE, MANIFEST, read_manifest
+
+__all__ = ["EmbeddingModel", "Model", "default_threads", "find_manifest", "load_model", "open_model"]
 
 
-def default_threads() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+class Model(EmbeddingModel):
+    """A model whose vectors come from an ONNX graph run by onnxruntime."""
 
+    _session = None
 
-class Model:
-    def __init__(self, model_dir: Path, threads: int | None = None, pooling: str | None = None):
-        self.dir = Path(model_dir)
-        self.manifest = read_manifest(self.dir)
-        self.sha256 = manifest_sha256(self.dir)
-        self.name: str = self.manifest["name"]
-        self.dim: int = int(self.manifest["dim"])
-        self.max_tokens: int = int(self.manifest["max_tokens"])
-        self.prompts: dict = self.manifest.get("prompts") or {}
-        self.pooling = pooling or self.manifest["pooling"]
-        if self.pooling not in POOLINGS:
-            raise UsageError(f"unknown pooling {self.pooling!r}; choose one of {', '.join(POOLINGS)}")
-        if self.pooling != self.manifest["pooling"] and self.manifest.get("dense"):
-            raise UsageError(f"model {self.name} has Dense layers trained on {self.manifest['pooling']} pooling; --pooling cannot change it")
-        self.normalize: bool = bool(self.manifest.get("normalize", False))
-        self.threads = threads or default_threads()
-        self._tokenizer = None
-        self._session = None
-        self._special: tuple[list[int], list[int]] | None = None
+    def vectors_of(self, id_lists: list[list[int]], batch_tokens: int, max_batch: int) -> np.ndarray:
+        """Padded batches in ascending length, each under the padded-token budget."""
+        lengths = np.fromiter((len(ids) for ids in id_lists), dtype=np.int64, count=len(id_lists))
+        out = np.empty((len(id_lists), self.dim), dtype=np.float32)
+        for group in token_budget_batches(lengths, batch_tokens, max_batch):
+            width = int(lengths[group[-1]])
+            ids = np.zeros((len(group), width), dtype=np.int64)
+            mask = np.zeros((len(group), width), dtype=np.int64)
+            for row, idx in enumerate(group):
+                seq = id_lists[idx]
+                ids[row, : len(seq)] = seq
+                mask[row, : len(seq)] = 1
+            out[group] = self.run(ids, mask)
+        return out
 
-    # -- tokenization -------------------------------------------------------------
-    @property
-    def tokenizer(self):
-        if self._tokenizer is None:
-            from vecpipe.core.models.checkpoint import load_tokenizer
-
-            tok = load_tokenizer(self.dir / "tokenizer.json")
-            tok.no_padding()
-            tok.no_truncation()  # vecpipe truncates, counts and chunks by itself
-            self._tokenizer = tok
-        return self._tokenizer
-
-    @property
-    def special_tokens(self) -> tuple[list[int], list[int]]:
-        """The ids the post-processor puts before and after a text ([CLS] and [SEP] for BERT)."""
-        if self._special is None:
-            plain = self.tokenizer.encode("a", add_special_tokens=False).ids
-            full = self.tokenizer.encode("a", add_special_tokens=True).ids
-            start = next(i for i in range(len(full)) if full[i : i + len(plain)] == plain)
-            self._special = (full[:start], full[start + len(plain) :])
-        return self._special
-
-    def prompt_prefix(self, prompt: str | None = None, prefix: str | None = None) -> str:
-        if prompt is not None and prefix is not None:
-            raise UsageError("use either --prompt or --prefix, not both")
-        if prefix is not None:
-            return prefix
-        if prompt is None:
-            default = self.manifest.get("default_prompt")
-            return self.prompts.get(default, "") if default else ""
-        if prompt not in self.prompts:
-            known = ", ".join(self.prompts) or "none"
-            raise UsageError(f"model {self.name} has no prompt named {prompt!r} (it has: {known})")
-        return self.prompts[prompt]
-
-    def query_prompt(self) -> str | None:
-        return "query" if "query" in self.prompts else None
-
-    def token_ids(self, texts: list[str]) -> list[list[int]]:
-        """Token ids of each text without special tokens (the Rust tokenizer runs in parallel)."""
-        return [enc.ids for enc in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
-
-    # -- inference ----------------------------------------------------------------
     @property
     def session(self):
         if self._session is None:
@@ -102,31 +57,17 @@ class Model:
         tokens = session.run(["token_embeddings"], feed)[0]
         return pool_tokens(tokens, mask, self.pooling)
 
-    def provenance(self, prompt: str | None = None, prefix: str | None = None, normalized: bool | None = None) -> dict:
-        prov = {
-            "model": self.name,
-            "model_sha256": self.sha256,
-            "dim": self.dim,
-            "normalized": self.normalize if normalized is None else normalized,
-        }
-        if prompt is not None:
-            prov["prompt"] = prompt
-        elif prefix is not None:
-            prov["prefix"] = prefix
-        if self.pooling != self.manifest["pooling"]:
-            prov["pooling"] = self.pooling
-        if self.manifest.get("layers") != self.manifest.get("num_layers"):
-            prov["layer"] = self.manifest["layers"]
-        if self.manifest.get("variant", "fp32") != "fp32":
-            prov["variant"] = self.manifest["variant"]
-        return prov
 
-    def embed(self, texts: list[str], prompt: str | None = None, normalize: bool | None = None) -> np.ndarray:
-        """Vectors for `texts` in order: the library's one-call entry point."""
-        from vecpipe.core.models.batching import EmbedOptions, embed_texts
-
-        options = EmbedOptions(prefix=self.prompt_prefix(prompt), normalize=normalize)
-        return embed_texts(self, texts, options)
+def token_budget_batches(lengths: np.ndarray, batch_tokens: int, max_batch: int) -> Iterator[np.ndarray]:
+    """Index groups in ascending length, each under the padded-token budget."""
+    order = np.argsort(lengths, kind="stable")
+    start = 0
+    while start < len(order):
+        end = start + 1
+        while end < len(order) and end - start < max_batch and (end - start + 1) * lengths[order[end]] <= batch_tokens:
+            end += 1
+        yield order[start:end]
+        start = end
 
 
 def pool_tokens(tokens: np.ndarray, mask: np.ndarray, pooling: str) -> np.ndarray:
@@ -168,6 +109,15 @@ def load_model(
     notify: Callable[[str], None] | None = None,
 ) -> Model:
     model_dir = registry.resolve(name, layers=layers, notify=notify or (lambda _: None))
+    return open_model(model_dir, threads=threads, pooling=pooling)
+
+
+def open_model(model_dir: Path, threads: int | None = None, pooling: str | None = None) -> EmbeddingModel:
+    """The model in a verified model directory, as the kind its manifest names."""
+    if read_manifest(Path(model_dir)).get("architecture") == "static":
+        from vecpipe.core.models.static import StaticModel
+
+        return StaticModel(model_dir, threads=threads, pooling=pooling)
     return Model(model_dir, threads=threads, pooling=pooling)
 
 

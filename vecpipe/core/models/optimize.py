@@ -70,6 +70,8 @@ def make_variant(base_dir: Path, out_dir: Path, variant: str, calibration: list[
     base = read_manifest(base_dir)
     if base.get("variant", "fp32") != "fp32":
         raise ModelError(f"{base['name']} is already an optimized variant; optimize its fp32 base instead", str(base_dir))
+    if base.get("architecture") == "static":
+        raise ModelError(f"{base['name']} is a static table, no network to quantize; `vecpipe quantize` shrinks its vectors instead", str(base_dir))
     quantization = quantize_int8(base_dir, out_dir, calibration)
     shutil.copyfile(base_dir / "tokenizer.json", out_dir / "tokenizer.json")
     manifest = {

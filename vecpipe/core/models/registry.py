@@ -27,9 +27,10 @@ from vecpipe.core.errors import ModelError, storage_error
 from vecpipe.core.hashing import sha256_file
 from vecpipe.core.models.catalogue import known as known_model
 from vecpipe.core.models.checkpoint import CHECKPOINT_FILES, is_checkpoint_dir
-from vecpipe.core.models.convert import DEFAULT_GRAPH, convert
+from vecpipe.core.models.convert import DEFAULT_GRAPH, convert, source_weights
 from vecpipe.core.models.manifest import MANIFEST, MODEL_DIR_FILES, manifest_sha256, read_manifest
 from vecpipe.core.models.onnx_import import is_onnx_export
+from vecpipe.core.models.static import is_static_checkpoint
 from vecpipe.core.models.stamps import stamped_sha256
 from vecpipe.core.paths import models_dir
 
@@ -145,7 +146,7 @@ def missing_builtin_message(builtin: BuiltinModel) -> str:
 
 def _convert_into_cache(ckpt: Path, name: str, layers: int | None, source: dict, notify: Notify) -> Path:
     target = cache_path(name)
-    notify(f"converting {source.get('name', ckpt)} to ONNX into {target} (first use only)")
+    notify(f"converting {source.get('name', ckpt)} into {target} (first use only)")
     return _build_into_cache(target, lambda tmp: convert(ckpt, tmp, name, layers=layers, source=source))
 
 
@@ -200,7 +201,7 @@ def _cached_or_convert(ckpt: Path, name: str, layers: int | None, source: dict, 
     if (target / MANIFEST).exists():
         try:
             manifest = verify_model_dir(target)
-            same_source = manifest.get("source_sha256", {}).get("model.safetensors") == stamped_sha256(ckpt / "model.safetensors")
+            same_source = manifest.get("source_sha256", {}).get("model.safetensors") == stamped_sha256(source_weights(ckpt))
             if same_source and _converted_by_current_vecpipe(manifest, notify):
                 return target
         except ModelError as exc:
@@ -268,7 +269,7 @@ def resolve(name: str | None = None, layers: int | None = None, notify: Notify =
         return _resolve_variant(base, variant, layers, notify)
     if name.startswith("hf:"):
         return _resolve_hub(name[3:], layers, notify)
-    if is_checkpoint_dir(path):
+    if is_checkpoint_dir(path) or is_static_checkpoint(path):
         cache_name = path.resolve().name
         source = {"kind": "sentence-transformers", "path": str(path.resolve()), "name": cache_name}
         return _cached_or_convert(path, _variant(cache_name, layers), layers, source, notify)
