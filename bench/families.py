@@ -20,23 +20,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from sections import compile_bytecode, cpu_line, publish
+from sections import ST_ENCODE_SCRIPT, compile_bytecode, cpu_line, publish
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data"
 SECTION = ("<!-- bench/families.py: begin -->", "<!-- bench/families.py: end -->")
 MODEL = "all-mpnet-base-v2"
-ST_SCRIPT = """
-import json, sys, time, torch
-from sentence_transformers import SentenceTransformer
-torch.set_num_threads(int(sys.argv[3]))
-texts = [json.loads(line)["text"] for line in open(sys.argv[2])]
-model = SentenceTransformer(sys.argv[1], device="cpu")
-model.encode(texts[:8], batch_size=32)
-started = time.perf_counter()
-model.encode(texts, batch_size=32)
-print(time.perf_counter() - started)
-"""
 
 
 def corpora(short: int, long: int) -> dict[str, list[str]]:
@@ -70,7 +59,7 @@ def main() -> None:
         for label, texts in corpora(args.short, args.long).items():
             source = Path(tmp) / "texts.jsonl"
             source.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
-            st = float(subprocess.run([peers, "-c", ST_SCRIPT, str(checkpoint), str(source), str(threads)],
+            st = float(subprocess.run([peers, "-c", ST_ENCODE_SCRIPT, str(checkpoint), str(source), str(threads)],
                                       check=True, capture_output=True, text=True).stdout.split()[-1])
             model.embed(texts[:8])
             started = time.perf_counter()

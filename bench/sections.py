@@ -70,3 +70,18 @@ def timed_together(*fns, rounds: int = 5) -> list[float]:
             fn()
             best[i] = min(best[i], time.perf_counter() - started)
     return best
+
+
+# sentence-transformers timed around `encode` (batch size 32, warmed up), in the peers venv:
+# argv = checkpoint, texts.jsonl, threads; prints the seconds.
+ST_ENCODE_SCRIPT = """
+import json, sys, time, torch
+from sentence_transformers import SentenceTransformer
+torch.set_num_threads(int(sys.argv[3]))
+texts = [json.loads(line)["text"] for line in open(sys.argv[2])]
+model = SentenceTransformer(sys.argv[1], device="cpu")
+model.encode(texts[:8], batch_size=32)
+started = time.perf_counter()
+model.encode(texts, batch_size=32)
+print(time.perf_counter() - started)
+"""

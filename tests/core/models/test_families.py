@@ -13,7 +13,7 @@ from vecpipe.core.models.batching import EmbedOptions, embed_texts
 from vecpipe.core.models.convert import convert
 from vecpipe.core.models.model import Model
 
-FAMILIES = ("roberta", "xlm-roberta", "mpnet")
+FAMILIES = ("roberta", "xlm-roberta", "mpnet", "qwen3", "gemma3")
 TEXTS = [json.loads(line)["text"] for line in open(FIXTURES / "family_texts.jsonl", encoding="utf-8")]
 
 
@@ -31,7 +31,7 @@ def family(request, tmp_path_factory):
 def test_vectors_match_sentence_transformers_on_every_text(family):
     name, out = family
     model = Model(out)
-    assert model.manifest["architecture"] == {"roberta": "roberta", "xlm-roberta": "roberta", "mpnet": "mpnet"}[name]
+    assert model.manifest["architecture"] == {"roberta": "roberta", "xlm-roberta": "roberta", "mpnet": "mpnet", "qwen3": "qwen3", "gemma3": "gemma3_text"}[name]
     assert model.max_tokens == 48  # sentence-transformers 6 keeps it in tokenizer_config.json
     reference = np.load(FIXTURES / "families" / name / "reference.npy")
     assert cosines(model.embed(TEXTS), reference).min() >= 0.9999

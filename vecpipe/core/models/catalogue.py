@@ -28,6 +28,10 @@ class KnownModel:
 
 E5_PROMPTS = {"query": "query: ", "document": "passage: "}
 BGE_PROMPTS = {"query": "Represent this sentence for searching relevant passages: "}
+QWEN3_PROMPTS = {"query": "Instruct: Given a web search query, retrieve relevant passages that answer the query\nQuery:", "document": ""}
+GEMMA_PROMPTS = {"query": "task: search result | query: ", "document": "title: none | text: ",
+                 "Classification": "task: classification | query: ", "Clustering": "task: clustering | query: ",
+                 "STS": "task: sentence similarity | query: "}
 
 KNOWN = (
     KnownModel("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", "bert", 384, 256, "apache-2.0",
@@ -46,6 +50,10 @@ KNOWN = (
     KnownModel("bge-small-en-v1.5", "BAAI/bge-small-en-v1.5", "bert", 384, 512, "mit", BGE_PROMPTS),
     KnownModel("bge-base-en-v1.5", "BAAI/bge-base-en-v1.5", "bert", 768, 512, "mit", BGE_PROMPTS),
     KnownModel("bge-m3", "BAAI/bge-m3", "xlm-roberta", 1024, 8192, "mit", note="the dense vectors"),
+    KnownModel("Qwen3-Embedding-0.6B", "Qwen/Qwen3-Embedding-0.6B", "qwen3", 1024, 32768, "apache-2.0", QWEN3_PROMPTS,
+               (1024, 768, 512, 256, 128, 64, 32), note="last-token pooling; instruction prompt for queries"),
+    KnownModel("embeddinggemma-300m", "google/embeddinggemma-300m", "gemma3_text", 768, 2048, "gemma", GEMMA_PROMPTS,
+               (768, 512, 256, 128), note="bidirectional Gemma3; gated on the hub (accept its licence first)"),
     KnownModel("potion-base-8M", "minishlab/potion-base-8M", "static", 256, 512, "mit", note="model2vec; no network runs"),
     KnownModel("potion-base-32M", "minishlab/potion-base-32M", "static", 512, 512, "mit", note="model2vec"),
     KnownModel("potion-retrieval-32M", "minishlab/potion-retrieval-32M", "static", 512, 512, "mit", note="model2vec, for retrieval"),

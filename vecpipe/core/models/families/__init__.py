@@ -22,7 +22,8 @@ from types import ModuleType
 from vecpipe.core.errors import ModelError
 
 # model_type -> module; imported only when a checkpoint of that family is converted.
-FAMILIES = {"bert": "bert", "roberta": "roberta", "xlm-roberta": "roberta", "camembert": "roberta", "mpnet": "mpnet"}
+FAMILIES = {"bert": "bert", "roberta": "roberta", "xlm-roberta": "roberta", "camembert": "roberta", "mpnet": "mpnet",
+            "qwen3": "qwen3", "gemma3_text": "gemma3"}
 
 
 def supported_model_types() -> list[str]:
