@@ -38,6 +38,10 @@ def _user_home() -> Path:
 USER_CHECKPOINTS = _user_home() / "checkpoints"
 
 
+# A bug inside a command shows its traceback in tests (users get one line; see cli/common.py).
+os.environ.setdefault("VECPIPE_DEBUG", "1")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def vecpipe_home(tmp_path_factory) -> Path:
     """Every test session gets its own cache, so tests never touch ~/.cache/vecpipe."""

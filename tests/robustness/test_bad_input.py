@@ -309,6 +309,7 @@ def truncated_graph(w):
     index = w.index()
     graph = w.root / index / "g000001" / "graph.bin"
     graph.write_bytes(graph.read_bytes()[: graph.stat().st_size // 2])
+    _forget_file_hashes(w, index)
     return Case(["search", index, "-k", "1"], "search", f"{index}/g000001/graph.bin", "graph file is unreadable", 5, w.vectors)
 
 
@@ -317,10 +318,21 @@ def truncated_flat_matrix(w):
     index = w.index("flat.idx", quantize="binary")
     matrix = w.root / index / "g000001" / "vectors.npy"
     matrix.write_bytes(matrix.read_bytes()[:130])
+    _forget_file_hashes(w, index)
     return Case(["search", index, "-k", "1"], "search", f"{index}/g000001/vectors.npy", "matrix file is unreadable", 5, w.vectors)
 
 
+def _forget_file_hashes(w: World, index: str) -> None:
+    """Drop the manifest's sha256 of each file, as in an index written before vecpipe recorded them,
+    so that the damage reaches the reader's own checks (the hashes are tested in test_index_trust.py)."""
+    manifest = w.root / index / "g000001" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    del data["files"]
+    manifest.write_text(json.dumps(data))
+
+
 def _corrupt_sqlite(w: World, index: str) -> None:
+    _forget_file_hashes(w, index)
     meta = w.root / index / "g000001" / "meta.sqlite"
     data = bytearray(meta.read_bytes())
     data[:100] = bytes(100)  # the header: SQLite no longer recognizes the file

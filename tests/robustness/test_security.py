@@ -85,6 +85,10 @@ def test_a_poisoned_index_matrix_is_refused_without_running_it(tmp_path, docs):
     build_index(tmp_path / "idx", [read_matrix(str(docs))], BuildOptions(quantize="binary", keep_float=True))
     save_payload_npy(tmp_path / "idx" / "g000001" / "float.npy", tmp_path / "pwned")
     result = vecpipe(["search", "idx", "--rescore", "2", "-i", docs], tmp_path)
+    assert result.returncode == 5 and b"float.npy does not match the sha256 in manifest.json" in result.stderr
+    manifest = tmp_path / "idx" / "g000001" / "manifest.json"  # as an index from before the hashes: np.load itself refuses
+    manifest.write_text(json.dumps({k: v for k, v in json.loads(manifest.read_text()).items() if k != "files"}))
+    result = vecpipe(["search", "idx", "--rescore", "2", "-i", docs], tmp_path)
     assert result.returncode == 5 and b"matrix file is unreadable" in result.stderr
     assert not (tmp_path / "pwned").exists()
 

@@ -47,6 +47,27 @@ for _name in COMMAND_MODULES:
     importlib.import_module(f"vecpipe.cli.{_name}").register(app)
 
 
+def _one_line_usage_errors() -> None:
+    """Bad options and arguments as one line, like every other refusal: click prints the usage,
+    a hint and the error on four lines."""
+    import sys
+
+    try:  # typer >= 0.20 vendors click
+        from typer._click.exceptions import UsageError
+    except ImportError:
+        from click.exceptions import UsageError
+
+    def show(self, file=None) -> None:
+        command = self.ctx.command_path if self.ctx is not None else "vecpipe"
+        message = " ".join(self.format_message().split())
+        print(f"{command}: {message} (see `{command} -h`)", file=file or sys.stderr)
+
+    UsageError.show = show
+
+
+_one_line_usage_errors()
+
+
 def main() -> None:
     import signal
 

@@ -15,7 +15,7 @@ from typing import IO, Callable, Iterator
 
 import typer
 
-from vecpipe.core.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, VecpipeError, storage_error
+from vecpipe.core.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED, VecpipeError, storage_error
 
 STDIN = "-"
 
@@ -67,6 +67,13 @@ def handles_errors(fn: Callable) -> Callable:
             raise typer.Exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED) from None
         except OSError as exc:  # an OS refusal no narrower handler named: still one line, exit 6
             raise fail(storage_error(exc, exc.filename or "vecpipe")) from None
+        except Exception as exc:  # a bug, not a user error: still one line (exit 1); VECPIPE_DEBUG=1 shows the traceback
+            if os.environ.get("VECPIPE_DEBUG"):
+                raise
+            first = (str(exc).splitlines() or [""])[0][:200]
+            say(f"internal error ({type(exc).__name__}: {first}); this is a bug in vecpipe: please report it with the traceback "
+                "that VECPIPE_DEBUG=1 prints")
+            raise typer.Exit(EXIT_INTERNAL) from None
 
     return wrapper
 

@@ -48,8 +48,8 @@ def quantize(
     _check_options(to, calibration, save_calibration)
     learn = to in SCALAR_PRECISIONS and calibration is None
     stdin = StdinSource(rereadable=learn)
+    stream = VectorInputs(inputs, stdin, note=say)
     try:
-        stream = VectorInputs(inputs, stdin, note=say)
         ranges = Calibration.load(calibration) if calibration else None
         if learn:
             ranges = learn_calibration(stream)
@@ -58,6 +58,7 @@ def quantize(
             for batch in stream:
                 writer.write(quantize_batch(batch, to, ranges))
     finally:
+        stream.close()
         stdin.close()
 
 

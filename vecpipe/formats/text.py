@@ -7,6 +7,8 @@ record into a text to embed.
 """
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 from typing import IO, Iterator
 
@@ -58,9 +60,33 @@ def record_text(record: dict, field: str, join_title: bool, source: str, line: i
     return text
 
 
+# orjson reads integers beyond 64 bits as floats; a line with a run of 19 digits or more is read
+# again by the standard library, whose integers are exact, and such integers travel as
+# orjson.Fragment (their own digits), which orjson writes back unchanged.
+_LONG_DIGITS = re.compile(rb"[0-9]{19,}")
+
+
+def _exact_int(text: str):
+    value = int(text)
+    return value if -(2**63) <= value < 2**64 else orjson.Fragment(text.encode("ascii"))
+
+
+def loads_exact(raw: bytes | str):
+    """orjson.loads, but integers beyond 64 bits keep every digit (as orjson.Fragment)."""
+    value = orjson.loads(raw)
+    if _LONG_DIGITS.search(raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")) is None:
+        return value
+    return json.loads(raw, parse_int=_exact_int)
+
+
+def is_exact_int(value) -> bool:
+    """An integer id or field: a Python int or one beyond 64 bits read by loads_exact."""
+    return (isinstance(value, int) and not isinstance(value, bool)) or isinstance(value, orjson.Fragment)
+
+
 def parse_record(raw: bytes, source: str, line: int) -> dict:
     try:
-        value = orjson.loads(raw)
+        value = loads_exact(raw)
     except orjson.JSONDecodeError as exc:
         _decode(raw, source, line)  # report bad UTF-8 as such rather than as bad JSON
         raise DataError(f"invalid JSON ({str(exc).split(':')[0]})", source, line) from None

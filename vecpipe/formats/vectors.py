@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import stat
 import shutil
 import sys
 import tempfile
@@ -23,7 +24,7 @@ import orjson
 
 from vecpipe.core.atomic import atomic_file
 from vecpipe.core.errors import DataError, UsageError, storage_error
-from vecpipe.formats.text import BOM, ID_KEYS, parse_record
+from vecpipe.formats.text import BOM, ID_KEYS, is_exact_int, parse_record
 
 NPY_MAGIC = b"\x93NUMPY"
 STDIN_NAME = "<stdin>"
@@ -260,7 +261,7 @@ def split_record(record: dict, position: int, source: str, line: int) -> tuple[o
     """(id, other fields in input order, provenance) of a record or sidecar line."""
     id_key = next((k for k in ID_KEYS if k in record), None)
     rec_id = record[id_key] if id_key else position
-    if isinstance(rec_id, bool) or not isinstance(rec_id, (str, int)):
+    if not (isinstance(rec_id, str) or is_exact_int(rec_id)):
         raise DataError(f"id must be a string or an integer, not {type(rec_id).__name__}", source, line)
     provenance = record.get(PROVENANCE_KEY, {})
     if not isinstance(provenance, dict):
@@ -276,19 +277,11 @@ def _embedding_of(record: dict, raw: bytes, source: str, line: int) -> list:
     embedding = record[EMBEDDING_KEY]
     if not isinstance(embedding, list):
         raise DataError(f"'{EMBEDDING_KEY}' must be a list of numbers, not {type(embedding).__name__}", source, line)
-    # numpy would quietly read true as 1.0; look closely only when the embedding's text has one.
-    if _has_boolean_literal(_embedding_text(raw)) and any(isinstance(v, bool) for v in embedding):
+    # numpy would quietly read true as 1.0; look closely only when the line has a literal (behind a
+    # duplicate key, the embedding that counts need not be the first one in the text).
+    if (b"true" in raw or b"false" in raw) and any(isinstance(v, bool) for v in embedding):
         raise DataError(f"'{EMBEDDING_KEY}' holds a boolean, not a number", source, line)
     return embedding
-
-
-def _embedding_text(raw: bytes) -> bytes:
-    start = raw.find(b'"embedding"')
-    return raw if start < 0 else raw[start:raw.find(b"]", start) + 1 or None]
-
-
-def _has_boolean_literal(text: bytes) -> bool:
-    return b"true" in text or b"false" in text
 
 
 def _first_shape(provenance: dict, npy_dtype: np.dtype | None, width: int, source: str, line: int) -> _StreamShape:
@@ -612,12 +605,34 @@ class VectorInputs:
         self.stdin = stdin or StdinSource()
         self.batch_size = batch_size
         self.note = _once_each(note)  # a command that reads the inputs twice says things once
+        self._pipes: dict[str, StdinSource] = {}  # named pipes among the paths, spooled when read twice
+
+    def _stream(self, path: str) -> IO[bytes] | None:
+        """The stream to read `path` from, or None to open it as a file.
+
+        A named pipe (`<(vecpipe embed ...)`) can be read once only: a command that reads its
+        inputs twice (quantize learning its ranges) copies it to a temp file on the first pass,
+        as it does stdin, instead of waiting for ever on a second open."""
+        if path == "-":
+            return self.stdin.open()
+        if not self.stdin.rereadable or path in self._pipes or _is_regular(path):
+            return self._pipes[path].open() if path in self._pipes else None
+        try:
+            pipe = open(path, "rb")
+        except OSError as exc:
+            raise DataError(exc.strerror or "cannot open", path) from None
+        self._pipes[path] = StdinSource(pipe, rereadable=True)
+        return self._pipes[path].open()
+
+    def close(self) -> None:
+        for spool in self._pipes.values():
+            spool.close()
 
     def __iter__(self) -> Iterator[VectorBatch]:
         first: VectorBatch | None = None
         position = 0
         for path in self.paths:
-            stream = self.stdin.open() if path == "-" else None
+            stream = self._stream(path)
             for batch in read_vectors(path, stream, self.batch_size, first_position=position, note=self.note):
                 if first is None:
                     first = batch
@@ -625,6 +640,13 @@ class VectorInputs:
                     raise _mismatch(first, batch)
                 position += len(batch)
                 yield batch
+
+
+def _is_regular(path: str) -> bool:
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return True  # let the reader report the missing file as it always does
 
 
 def _once_each(note: Note) -> Note:

@@ -114,7 +114,11 @@ class FlatIndex:
     @classmethod
     def load(cls, generation: Path, manifest: dict) -> "FlatIndex":
         codes = _load_matrix(generation / VECTORS_FILE)
-        floats = _load_matrix(generation / FLOAT_FILE) if manifest["flat"]["keep_float"] else None
+        floats = _load_matrix(generation / FLOAT_FILE) if manifest["flat"].get("keep_float") else None
+        for path, matrix, width in ((VECTORS_FILE, codes, stored_width(manifest["dtype"], manifest["dim"])), (FLOAT_FILE, floats, manifest["dim"])):
+            if matrix is not None and (matrix.ndim != 2 or matrix.shape != (manifest["count"], width)):
+                raise IndexStoreError(f"{path} has shape {matrix.shape}, the manifest says ({manifest['count']}, {width}): the index is corrupt",
+                                      str(generation))
         calibration_path = generation / CALIBRATION_FILE
         calibration = Calibration.load(str(calibration_path)) if calibration_path.is_file() else None
         return cls(manifest, codes, floats, calibration)

@@ -5,6 +5,8 @@ Deletes and upserts mark labels deleted; new vectors reuse deleted slots
 """
 from __future__ import annotations
 
+import struct
+
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +49,7 @@ class HnswGraph:
         path = generation / GRAPH_FILE
         if not path.is_file():
             raise FileNotFoundError(path)
+        _check_header(path, manifest)
         index = hnswlib.Index(space=manifest["metric"], dim=manifest["dim"])
         try:
             index.load_index(str(path), allow_replace_deleted=True)
@@ -121,3 +124,23 @@ class HnswGraph:
         if len(labels) == 0:
             return np.zeros((0, self.index.dim), dtype=np.float32)
         return np.asarray(self.index.get_items(labels), dtype=np.float32)
+
+
+# hnswlib's file starts with six size_t fields: offsetLevel0, max_elements, cur_element_count,
+# size_data_per_element, label_offset, offsetData; a float vector is label_offset - offsetData bytes.
+_HEADER = struct.Struct("<6Q")
+
+
+def _check_header(path: Path, manifest: dict) -> None:
+    """Refuse a graph of another width or size than the manifest's before hnswlib reads it
+    (hnswlib trusts the caller's dim and would read a wider graph's bytes as vectors)."""
+    with open(path, "rb") as f:
+        head = f.read(_HEADER.size)
+    if len(head) < _HEADER.size:
+        raise IndexStoreError("graph file is cut short", str(path))
+    _, _, elements, _, label_offset, data_offset = _HEADER.unpack(head)
+    width = (label_offset - data_offset) // 4 if label_offset > data_offset else -1
+    if width != manifest["dim"]:
+        raise IndexStoreError(f"graph holds vectors of {width} dimensions but the manifest says {manifest['dim']}: the index is corrupt", str(path))
+    if elements != manifest["slots"]:
+        raise IndexStoreError(f"graph holds {elements} vectors but the manifest says {manifest['slots']}: the index is corrupt", str(path))

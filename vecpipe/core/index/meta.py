@@ -17,6 +17,7 @@ import numpy as np
 import orjson
 
 from vecpipe.core.errors import IndexStoreError, UsageError
+from vecpipe.formats.text import loads_exact
 
 META_FILE = "meta.sqlite"
 _SCHEMA = "CREATE TABLE items (label INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, fields BLOB NOT NULL)"
@@ -25,12 +26,24 @@ _MMAP_BYTES = 1 << 40  # the whole store (address space, not memory); SQLite cap
 
 
 def id_key(record_id) -> str:
+    """The id as JSON text; an integer beyond 64 bits (a Python int from the command line, or an
+    orjson.Fragment from a record) is its digits either way."""
+    if isinstance(record_id, int) and not -(2**63) <= record_id < 2**64:
+        return str(record_id)
     return orjson.dumps(record_id).decode()
 
 
 def _chunks(values: Sequence, size: int = _SQL_VARS) -> Iterable[Sequence]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
+
+
+def _stored_json(value, label: int, path: Path):
+    """A stored id or fields value, parsed; anything else is a corrupt store, not a traceback."""
+    try:
+        return loads_exact(value)
+    except (orjson.JSONDecodeError, TypeError):
+        raise IndexStoreError(f"the row of label {label} is not valid JSON: the index is corrupt", str(path)) from None
 
 
 class MetaStore:
@@ -131,7 +144,12 @@ class MetaStore:
             for label, key, fields in self._conn.execute(
                 f"SELECT label, id, fields FROM items WHERE label IN ({marks})", chunk
             ):
-                found[label] = (orjson.loads(key), fields)
+                found[label] = (_stored_json(key, label, self.path), fields)
+                if not isinstance(_stored_json(fields, label, self.path), dict):
+                    raise IndexStoreError(f"the fields of label {label} are not a JSON object: the index is corrupt", str(self.path))
+        missing = [label for label in wanted if label not in found]
+        if missing:
+            raise IndexStoreError(f"label {missing[0]} has no row: the index is corrupt", str(self.path))
         return found
 
     def matching_labels(self, conditions: Sequence["Condition"]) -> np.ndarray:

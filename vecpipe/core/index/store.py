@@ -29,6 +29,8 @@ import orjson
 
 from vecpipe.core.atomic import DirLock, fsync_dir, make_temp_dir_beside, write_bytes_atomic
 from vecpipe.core.errors import IndexStoreError, StorageError, VecpipeError, storage_error
+from vecpipe.core.hashing import sha256_file
+from vecpipe.core.stamps import stamped_sha256
 
 FORMAT_VERSION = 1
 CURRENT = "CURRENT"
@@ -64,14 +66,14 @@ def current_generation(root: Path) -> Path:
 
 
 def read_manifest(generation: Path) -> dict:
-    """The manifest of one generation; refuses ones written by a newer vecpipe."""
+    """The manifest of one generation, checked against the schema below; refuses ones written by a newer vecpipe."""
     path = generation / MANIFEST
     try:
         manifest = orjson.loads(path.read_bytes())
     except orjson.JSONDecodeError as exc:
         raise IndexStoreError(f"manifest is not valid JSON ({exc})", str(path)) from None
     version = manifest.get("format_version") if isinstance(manifest, dict) else None
-    if not isinstance(version, int):
+    if not isinstance(version, int) or isinstance(version, bool):
         raise IndexStoreError("manifest has no format_version: not a vecpipe index", str(path))
     if version > FORMAT_VERSION:
         raise IndexStoreError(
@@ -79,7 +81,79 @@ def read_manifest(generation: Path) -> dict:
             "upgrade vecpipe to read it",
             str(path),
         )
+    _check_schema(manifest, path)
     return manifest
+
+
+_OPTIONAL_TEXT = (str, type(None))
+# key -> (accepted types, required); ints exclude bools (JSON true is not a count).
+_SCHEMA: dict[str, tuple[tuple[type, ...], bool]] = {
+    "kind": ((str,), True),
+    "dim": ((int,), True),
+    "count": ((int,), True),
+    "next_label": ((int,), True),
+    "dtype": ((str,), True),
+    "input_dtype": ((str,), True),
+    "metric": ((str,), True),
+    "provenance": ((dict,), True),
+    "normalized": ((bool,), False),
+    "model": (_OPTIONAL_TEXT, False),
+    "model_sha256": (_OPTIONAL_TEXT, False),
+    "calibration_sha256": (_OPTIONAL_TEXT, False),
+    "hnsw": ((dict,), False),
+    "slots": ((int,), False),
+    "flat": ((dict,), False),
+    "lexical": ((dict, type(None)), False),
+    "files": ((dict,), False),
+}
+_KINDS = {"hnsw": ("hnsw", "slots"), "flat": ("flat",)}
+
+
+def _check_schema(manifest: dict, path: Path) -> None:
+    """One line naming the key for anything a reader would otherwise trip over later."""
+    def bad(problem: str) -> IndexStoreError:
+        return IndexStoreError(f"manifest {problem}: the index is corrupt", str(path))
+
+    for key, (types, required) in _SCHEMA.items():
+        if key not in manifest:
+            if required:
+                raise bad(f"lacks the key {key!r}")
+            continue
+        value = manifest[key]
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise bad(f"key {key!r} has the wrong type ({type(value).__name__})")
+    if manifest["kind"] not in _KINDS:
+        raise bad(f"kind {manifest['kind']!r} is not one of {', '.join(_KINDS)}")
+    missing = [key for key in _KINDS[manifest["kind"]] if key not in manifest]
+    if missing:
+        raise bad(f"lacks the key {missing[0]!r} of a {manifest['kind']} index")
+    if manifest["dim"] < 1 or manifest["count"] < 0 or (manifest["kind"] == "hnsw" and manifest["next_label"] < manifest["count"]):
+        raise bad("has an impossible dim, count or next_label")
+    if manifest["kind"] == "hnsw" and manifest["slots"] < manifest["count"]:
+        raise bad("counts more records than its graph has slots")
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in manifest.get("files", {}).items()):
+        raise bad("key 'files' must map file names to sha256 digests")
+
+
+def file_digests(generation: Path) -> dict[str, str]:
+    """The sha256 of every file of a staged generation but its manifest, by path inside it."""
+    return {
+        path.relative_to(generation).as_posix(): sha256_file(path)
+        for path in sorted(generation.rglob("*"))
+        if path.is_file() and path.name != MANIFEST
+    }
+
+
+def verify_files(generation: Path, manifest: dict) -> None:
+    """Refuse a generation whose files are not the ones its manifest recorded: a graph.bin copied
+    from another index, a hand-edited meta.sqlite. Hashed in full once, then trusted while the
+    file-system stamp is unchanged (core/stamps.py)."""
+    for name, digest in manifest.get("files", {}).items():
+        path = generation / name
+        if not path.is_file():
+            raise FileNotFoundError(path)  # a writer may have pruned this generation: the reader retries
+        if stamped_sha256(path) != digest:
+            raise IndexStoreError(f"{name} does not match the sha256 in {MANIFEST} (replaced or corrupt)", str(generation))
 
 
 def write_manifest(generation: Path, manifest: dict) -> None:
@@ -91,7 +165,9 @@ def open_with_retry(root: Path, opener):
     for attempt in range(_OPEN_ATTEMPTS):
         generation = current_generation(root)
         try:
-            return opener(generation, read_manifest(generation))
+            manifest = read_manifest(generation)
+            verify_files(generation, manifest)
+            return opener(generation, manifest)
         except FileNotFoundError:
             if attempt == _OPEN_ATTEMPTS - 1:
                 raise IndexStoreError("index files are missing: the index is corrupt", str(generation)) from None

@@ -19,15 +19,18 @@ import orjson
 from vecpipe.core.errors import DataError, IndexStoreError, UsageError
 from vecpipe.core.index.hnsw import GRAPH_FILE, METRICS, HnswGraph
 from vecpipe.core.index.meta import META_FILE, Condition, MetaStore, id_key
+from vecpipe.formats.text import loads_exact
 from vecpipe.core.index.store import (
     FORMAT_VERSION,
     StagedGeneration,
     current_generation,
     generation_name,
     directory_bytes,
+    file_digests,
     now_iso,
     open_with_retry,
     read_manifest,
+    verify_files,
     write_manifest,
     writing,
 )
@@ -47,7 +50,10 @@ INSERT_ROWS = 16384
 # Not model_sha256: it hashes the model's manifest, which records where the checkpoint was and
 # which vecpipe converted it, so the same model converted on another machine or by another
 # release would be refused (docs/RELIABILITY.md, known limits).
-SPACE_KEYS = ("model", "dim", "layer", "pooling", "truncate_dim", "pca_sha256")
+SPACE_KEYS = ("model", "weights_sha256", "dim", "layer", "pooling", "truncate_dim", "pca_sha256")
+# Compared only when both sides carry them: vectors from before vecpipe recorded the weights' hash
+# (or from another tool) are judged by the other keys.
+WHEN_BOTH_HAVE = ("weights_sha256",)
 # Records added to an index must also have been embedded the same way as the first ones.
 RECORD_KEYS = SPACE_KEYS + ("prompt", "prefix", "normalized", "calibration_sha256")
 
@@ -94,7 +100,7 @@ class Hit:
     @property
     def fields(self) -> dict:
         if self._fields is None:
-            self._fields = orjson.loads(self.fields_json)
+            self._fields = loads_exact(self.fields_json)
         return self._fields
 
     def __repr__(self) -> str:
@@ -112,6 +118,8 @@ class SearchResult:
 
 def _differs(expected: dict, actual: dict, keys: Sequence[str]) -> str | None:
     for key in keys:
+        if key in WHEN_BOTH_HAVE and (key not in expected or key not in actual):
+            continue
         if expected.get(key) != actual.get(key):
             return f"{key} {actual.get(key)!r} differs from the index's {expected.get(key)!r}"
     return None
@@ -265,6 +273,7 @@ class _Writer:
             next_label=count if self.backend.relabels else self.next_label,
             updated=now_iso(),
             generation=self.staged.number,
+            files=file_digests(self.staged.dir),
         )
         write_manifest(self.staged.dir, self.manifest)
         self.report.count = count
@@ -275,6 +284,7 @@ class _Writer:
 def _resume(staged: StagedGeneration, options: WriteOptions) -> _Writer:
     generation = current_generation(staged.root)
     manifest = read_manifest(generation)
+    verify_files(generation, manifest)
     meta = MetaStore.copy(generation / META_FILE, staged.dir / META_FILE)
     return _Writer(staged, manifest, load_backend(generation, manifest), meta, options)
 

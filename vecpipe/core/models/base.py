@@ -18,6 +18,14 @@ def default_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def weights_sha256(manifest: dict) -> str | None:
+    """The sha256 of the weights a model was made from: the same wherever and by whichever vecpipe
+    it was converted, unlike model_sha256 (the manifest's own hash, which records paths and versions).
+    Two checkpoints that share a name (two training runs' `checkpoint-500`) differ here."""
+    sources = manifest.get("source_sha256") or {}
+    return sources.get("model.safetensors") or next((v for k, v in sources.items() if k.endswith(".onnx")), None)
+
+
 class EmbeddingModel:
     # Beyond this many characters per allowed token, no realistic text still has tokens left
     # to keep, so truncation may cut the string first and spare the tokenizer huge lines.
@@ -37,6 +45,7 @@ class EmbeddingModel:
         if self.pooling != self.manifest["pooling"] and self.manifest.get("dense"):
             raise UsageError(f"model {self.name} has Dense layers trained on {self.manifest['pooling']} pooling; --pooling cannot change it")
         self.normalize: bool = bool(self.manifest.get("normalize", False))
+        self.weights_sha256: str | None = weights_sha256(self.manifest)
         self.threads = threads or default_threads()
         self._tokenizer = None
         self._special: tuple[list[int], list[int]] | None = None
@@ -91,6 +100,7 @@ class EmbeddingModel:
         prov = {
             "model": self.name,
             "model_sha256": self.sha256,
+            **({"weights_sha256": self.weights_sha256} if self.weights_sha256 else {}),
             "dim": self.dim,
             "normalized": self.normalize if normalized is None else normalized,
         }

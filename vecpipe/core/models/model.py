@@ -36,7 +36,10 @@ class Model(EmbeddingModel):
                 seq = id_lists[idx]
                 ids[row, : len(seq)] = seq
                 mask[row, : len(seq)] = 1
-            out[group] = self.run(ids, mask)
+            vectors = self.run(ids, mask)
+            if vectors.ndim != 2 or vectors.shape[1] != self.dim:  # a hand-edited manifest, or a graph swapped in
+                raise ModelError(f"the graph gives vectors of {vectors.shape[-1]} dimensions but vecpipe.json says {self.dim}", str(self.dir))
+            out[group] = vectors
         return out
 
     @property

@@ -31,7 +31,7 @@ from vecpipe.core.models.convert import DEFAULT_GRAPH, convert, source_weights
 from vecpipe.core.models.manifest import MANIFEST, MODEL_DIR_FILES, manifest_sha256, read_manifest
 from vecpipe.core.models.onnx_import import is_onnx_export
 from vecpipe.core.models.static import is_static_checkpoint
-from vecpipe.core.models.stamps import stamped_sha256
+from vecpipe.core.stamps import stamped_sha256
 from vecpipe.core.paths import models_dir
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -78,7 +78,7 @@ def verify_model_dir(model_dir: Path, full: bool = False) -> dict:
     """The manifest, once every file it lists exists and matches its sha256.
 
     Files unchanged since their last full hash (same file-system stamp) are not re-hashed
-    unless `full`; see vecpipe.core.models.stamps for what that does and does not catch.
+    unless `full`; see vecpipe.core.stamps for what that does and does not catch.
     """
     manifest = read_manifest(model_dir)
     for name, expected in manifest.get("files", {}).items():

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from vecpipe.core.models import stamps
+from vecpipe.core import stamps
 from vecpipe.core.hashing import sha256_file
 
 
