@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from vecpipe.cli.common import STDIN, handles_errors, make_progress, open_input, print_table, say, stdout_is_terminal
+from vecpipe.cli.common import STDIN, handles_errors, input_name, make_progress, open_input, print_table, say, stdout_is_terminal
 from vecpipe.cli.completion import index_dirs
 
 HELP = """Persistent vector indexes: an hnswlib graph for float vectors, a flat memory-mapped
@@ -136,8 +136,18 @@ def _id_forms(token: str) -> list:
 
 
 def _ids_from_file(path: str) -> list[str]:
+    from vecpipe.core.errors import DataError
+
+    ids = []
     with open_input(path) as fh:
-        return [line.decode("utf-8").strip() for line in fh if line.strip()]
+        for number, line in enumerate(fh, start=1):
+            try:
+                text = line.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                raise DataError("not valid UTF-8", input_name(path), number) from None
+            if text:
+                ids.append(text)
+    return ids
 
 
 @index_app.command("delete")
