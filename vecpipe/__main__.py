@@ -1,3 +1,3 @@
-from vecpipe.cli import main
+from vecpipe.launch import main
 
 main()

@@ -71,9 +71,13 @@ _one_line_usage_errors()
 def main() -> None:
     import signal
 
-    from vecpipe.cli.common import raise_terminated
+    from vecpipe.cli.common import interrupted, raise_terminated
     from vecpipe.cli.completion import answering_completion
 
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt from here on (launch.py answered it until now)
     signal.signal(signal.SIGTERM, raise_terminated)  # unwinds like Ctrl-C: temp files removed, one line, exit 143
-    answering_completion()
-    app(prog_name="vecpipe")
+    try:
+        answering_completion()
+        app(prog_name="vecpipe")
+    except KeyboardInterrupt as exc:  # while click parses, before a command's own handler: nothing written yet
+        raise SystemExit(interrupted(exc).exit_code) from None

@@ -62,12 +62,13 @@ def handles_errors(fn: Callable) -> Callable:
             _silence_stdout()
             raise typer.Exit(0) from None
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated): temp files are gone by now
-            terminated = isinstance(exc, Terminated)
-            say("terminated" if terminated else "interrupted")
-            raise typer.Exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED) from None
+            raise interrupted(exc) from None
         except OSError as exc:  # an OS refusal no narrower handler named: still one line, exit 6
             raise fail(storage_error(exc, exc.filename or "vecpipe")) from None
         except Exception as exc:  # a bug, not a user error: still one line (exit 1); VECPIPE_DEBUG=1 shows the traceback
+            signal_inside = _chained_interruption(exc)
+            if signal_inside is not None:  # a C extension turned Ctrl-C into its own error (ImportError in module init)
+                raise interrupted(signal_inside) from None
             if os.environ.get("VECPIPE_DEBUG"):
                 raise
             first = (str(exc).splitlines() or [""])[0][:200]
@@ -76,6 +77,23 @@ def handles_errors(fn: Callable) -> Callable:
             raise typer.Exit(EXIT_INTERNAL) from None
 
     return wrapper
+
+
+def interrupted(exc: KeyboardInterrupt) -> "typer.Exit":
+    terminated = isinstance(exc, Terminated)
+    say("terminated" if terminated else "interrupted")
+    return typer.Exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED)
+
+
+def _chained_interruption(exc: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C or SIGTERM behind an exception, when it was raised while handling one."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 class Terminated(KeyboardInterrupt):
