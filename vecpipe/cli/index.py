@@ -83,6 +83,7 @@ def build(
     keep_float: bool = typer.Option(False, "--keep-float", help="Also store the float vectors (memory-mapped) for `search --rescore`."),
     calibration: Optional[Path] = typer.Option(None, "--calibration", help="int8 ranges (from `vecpipe quantize --save-calibration`), also used to quantize float queries."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing index (atomically)."),
+    shards: int = typer.Option(0, "--shards", min=0, max=4096, help="Split the index into N sub-indexes by a stable hash of the id (built in parallel; search fans out and merges)."),
     lexical: bool = typer.Option(False, "--lexical", help="Also index the records' text with BM25 (bm25s), for `search --mode lexical|hybrid`; kept up to date by add and delete."),
     lexical_language: str = typer.Option("english", "--lexical-language", metavar="LANG", help="Stemmer (PyStemmer) and stopword language of the lexical part."),
     no_stem: bool = typer.Option(False, "--no-stem", help="Lexical part: no stemming."),
@@ -106,7 +107,12 @@ def build(
         metric=metric, M=M, ef_construction=ef_construction, quantize=quantize,
         keep_float=keep_float, calibration=calibration, overwrite=overwrite, lexical=settings,
     )
-    report = build_index(output, _read_batches(inputs, quiet), options, _write_options(threads, order, seed))
+    if shards:
+        from vecpipe.core.index.shards import build_sharded
+
+        report = build_sharded(output, _read_batches(inputs, quiet), shards, options, _write_options(threads, order, seed))
+    else:
+        report = build_index(output, _read_batches(inputs, quiet), options, _write_options(threads, order, seed))
     _report("built", output, report, quiet)
 
 
@@ -121,9 +127,11 @@ def add(
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress and no summary."),
 ) -> None:
     """Add vector records; a record whose id is already in the index replaces it."""
+    from vecpipe.core.index.shards import add_sharded, is_sharded
     from vecpipe.core.index.vector_index import add_to_index
 
-    report = add_to_index(directory, _read_batches(inputs, quiet), _write_options(threads, order, seed))
+    add = add_sharded if is_sharded(directory) else add_to_index
+    report = add(directory, _read_batches(inputs, quiet), _write_options(threads, order, seed))
     _report("updated", directory, report, quiet)
 
 
@@ -160,14 +168,16 @@ def delete(
 ) -> None:
     """Delete records by id."""
     from vecpipe.core.errors import UsageError
-    from vecpipe.core.index.vector_index import delete_from_index
     from vecpipe.core.index.meta import id_key
+    from vecpipe.core.index.shards import delete_sharded, is_sharded
+    from vecpipe.core.index.vector_index import delete_from_index
 
     tokens = list(ids) + (_ids_from_file(ids_file) if ids_file else [])
     if not tokens:
         raise UsageError("give ids to delete with --id ID or --ids FILE")
     forms = {token: _id_forms(token) for token in tokens}
-    report = delete_from_index(directory, [form for group in forms.values() for form in group])
+    delete = delete_sharded if is_sharded(directory) else delete_from_index
+    report = delete(directory, [form for group in forms.values() for form in group])
     missing = {id_key(value) for value in report.missing}
     absent = [token for token, group in forms.items() if all(id_key(f) in missing for f in group)]
     if absent:
@@ -183,9 +193,10 @@ def info(
     as_json: bool = typer.Option(False, "--json", help="JSON even on a terminal."),
 ) -> None:
     """Counts, model, dimension, metric, parameters and bytes on disk (JSON when piped)."""
+    from vecpipe.core.index.shards import is_sharded, sharded_info
     from vecpipe.core.index.vector_index import index_info
 
-    details = index_info(directory)
+    details = sharded_info(directory) if is_sharded(directory) else index_info(directory)
     if as_json or not stdout_is_terminal():
         import orjson
 

@@ -66,7 +66,7 @@ def search(
     alpha: float = typer.Option(0.5, "--alpha", help="Hybrid convex: the dense list's weight, between 0 and 1 (the lexical list gets 1 - alpha)."),
 ) -> None:
     from vecpipe.core.errors import UsageError
-    from vecpipe.core.index.vector_index import VectorIndex
+    from vecpipe.core.index.shards import open_index
     from vecpipe.core.retrieval.modes import Fusion, ModeRequest, default_mode
     from vecpipe.core.retrieval.modes import search as search_mode
 
@@ -74,7 +74,7 @@ def search(
         raise UsageError("--format must be jsonl or trec")
     if rescore is not None and rescore < 1:
         raise UsageError("--rescore must be at least 1")
-    with VectorIndex.open(directory) as index:
+    with open_index(directory) as index:
         request = ModeRequest(mode or default_mode(index), k, where, min_score, ef, exact, rescore, Fusion(fusion, rrf_k, alpha))
         request.check(index, has_text=True)
         if request.mode != "dense":

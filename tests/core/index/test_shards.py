@@ -1,0 +1,132 @@
+"""Sharded indexes: records routed by a stable hash of their id, search fanned out and merged.
+SciFact's corpus and queries, embedded with the tiny random BERT (fast; the vectors' quality does
+not matter to these checks): --exact over 4 shards equals the single index's --exact, approximate
+search keeps >= 0.99 of exact recall, and add/delete touch only the shards the ids hash to."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import SHARED_DATA
+from vecpipe.core.errors import IndexStoreError, UsageError
+from vecpipe.core.index.shards import ShardedIndex, add_sharded, build_sharded, delete_sharded, shard_of, sharded_info
+from vecpipe.core.index.vector_index import BuildOptions, VectorIndex, build_index
+from vecpipe.formats.vectors import VectorBatch
+
+SHARDS = 4
+
+
+@pytest.fixture(scope="module")
+def scifact(tiny_model_dir):
+    from vecpipe.core.models.model import Model
+
+    model = Model(tiny_model_dir)
+    docs = [json.loads(line) for line in open(SHARED_DATA / "scifact" / "corpus.jsonl", encoding="utf-8")]
+    queries = [json.loads(line)["text"] for line in open(SHARED_DATA / "scifact" / "queries.jsonl", encoding="utf-8")][:300]
+    texts = [(d["title"] + " " + d["text"]).strip() for d in docs]
+    return [d["_id"] for d in docs], model.embed(texts), model.embed(queries), model.provenance()
+
+
+def batches(ids, vectors, provenance, size=1000):
+    for start in range(0, len(ids), size):
+        chunk = ids[start : start + size]
+        yield VectorBatch(list(chunk), [{"n": i} for i in range(start, start + len(chunk))], vectors[start : start + size], provenance,
+                          list(range(start + 1, start + len(chunk) + 1)), "scifact")
+
+
+@pytest.fixture(scope="module")
+def built(scifact, tmp_path_factory):
+    ids, vectors, _, provenance = scifact
+    root = tmp_path_factory.mktemp("shards")
+    build_index(root / "single", batches(ids, vectors, provenance))
+    report = build_sharded(root / "sharded", batches(ids, vectors, provenance), SHARDS)
+    assert report.count == len(ids) == report.added
+    return root
+
+
+def test_every_record_is_in_exactly_the_shard_its_id_hashes_to(built, scifact):
+    ids = scifact[0]
+    info = sharded_info(built / "sharded")
+    assert info["count"] == len(ids) and info["shards"] == SHARDS
+    expected = np.bincount([shard_of(i, SHARDS) for i in ids], minlength=SHARDS).tolist()
+    assert info["shard_counts"] == expected and min(expected) > 0
+    assert shard_of("doc-7", 4) == shard_of("doc-7", 4) and shard_of(7, 1000) != shard_of("7", 1000)  # stable; 7 and "7" differ
+
+
+def test_exact_search_over_shards_equals_the_single_index(built, scifact):
+    _, _, queries, provenance = scifact
+    with VectorIndex.open(built / "single") as single, ShardedIndex.open(built / "sharded") as sharded:
+        one = single.search(queries, 10, provenance=provenance, exact=True).hits
+        many = sharded.search(queries, 10, provenance=provenance, exact=True).hits
+    for a, b in zip(one, many):
+        assert [h.id for h in a] == [h.id for h in b]
+        assert np.allclose([h.score for h in a], [h.score for h in b], atol=1e-6)
+        assert [h.rank for h in b] == list(range(1, 11))
+
+
+def test_approximate_search_over_shards_keeps_recall(built, scifact):
+    _, _, queries, provenance = scifact
+    with ShardedIndex.open(built / "sharded") as sharded:
+        exact = sharded.search(queries, 10, provenance=provenance, exact=True).hits
+        approximate = sharded.search(queries, 10, provenance=provenance).hits
+    found = sum(len({h.id for h in a} & {h.id for h in e}) for a, e in zip(approximate, exact))
+    assert found / (10 * len(queries)) >= 0.99
+
+
+def test_add_and_delete_route_ids_to_their_shard(tmp_path, scifact):
+    ids, vectors, _, provenance = scifact
+    root = tmp_path / "idx"
+    build_sharded(root, batches(ids[:200], vectors[:200], provenance), SHARDS)
+    before = sharded_info(root)["shard_counts"]
+    report = add_sharded(root, batches(ids[150:260], vectors[150:260], provenance))
+    assert (report.added, report.replaced, report.count) == (60, 50, 260)
+    target = shard_of(ids[5], SHARDS)
+    untouched = [d for i, d in enumerate(sorted(root.glob("s0*"))) if i != target]
+    generations = {d: (d / "CURRENT").read_text() for d in untouched}
+    deleted = delete_sharded(root, [ids[5], "no-such-id"])
+    assert deleted.deleted == 1 and deleted.missing == ["no-such-id"] and deleted.count == 259
+    assert {d: (d / "CURRENT").read_text() for d in untouched} == generations  # only the id's own shard was rewritten
+    after = sharded_info(root)["shard_counts"]
+    assert sum(after) == 259 and after != before
+
+
+def test_sharded_options_that_would_differ_per_shard_are_refused(tmp_path, scifact):
+    from vecpipe.core.index.lexical import LexicalSettings
+
+    ids, vectors, _, provenance = scifact
+    with pytest.raises(UsageError, match="--lexical with --shards"):
+        build_sharded(tmp_path / "a", batches(ids[:50], vectors[:50], provenance), 2, BuildOptions(lexical=LexicalSettings()))
+    with pytest.raises(UsageError, match="needs --calibration"):
+        build_sharded(tmp_path / "b", batches(ids[:50], vectors[:50], provenance), 2, BuildOptions(quantize="int8"))
+    build_sharded(tmp_path / "c", batches(ids[:50], vectors[:50], provenance), 2)
+    with pytest.raises(IndexStoreError, match="already exists"):
+        build_sharded(tmp_path / "c", batches(ids[:50], vectors[:50], provenance), 2)
+    (tmp_path / "c" / "SHARDS.json").write_text('{"shards": "two"}')
+    with pytest.raises(IndexStoreError, match="no valid shard count"):
+        ShardedIndex.open(tmp_path / "c")
+
+
+def test_the_cli_builds_searches_adds_and_deletes_a_sharded_index(tmp_path, tiny_model_dir):
+    from typer.testing import CliRunner
+
+    from vecpipe.cli import app
+
+    runner = CliRunner()
+    texts = "".join(json.dumps({"id": f"d{i}", "text": f"document {i} about {w}"}) + "\n" for i, w in enumerate(["cats", "rivers", "bread", "owls", "salt", "maps"] * 5))
+    vectors = runner.invoke(app, ["embed", "-q", "-m", str(tiny_model_dir)], texts).stdout
+    index = str(tmp_path / "s.idx")
+    assert runner.invoke(app, ["index", "build", "-q", "-o", index, "--shards", "3"], vectors).exit_code == 0
+    own_vector = vectors.splitlines()[4]  # d4's record: its own nearest neighbour
+    hit = runner.invoke(app, ["search", index, "-k", "1", "--exact"], own_vector)
+    assert hit.exit_code == 0, hit.output
+    assert json.loads(hit.stdout)["id"] == "d4"
+    assert runner.invoke(app, ["search", index, "document 4 about salt", "-k", "2", "-m", str(tiny_model_dir)]).exit_code == 0
+    assert runner.invoke(app, ["index", "delete", "-q", index, "--id", "d4"]).exit_code == 0
+    again = runner.invoke(app, ["search", index, "-k", "1", "--exact"], own_vector)
+    assert json.loads(again.stdout)["id"] != "d4"
+    info = json.loads(runner.invoke(app, ["index", "info", index]).stdout)
+    assert info["count"] == 29 and info["shards"] == 3
+    refused = runner.invoke(app, ["search", index, "salt", "--mode", "hybrid", "-m", str(tiny_model_dir)])
+    assert refused.exit_code == 2 and "lexical part" in refused.stderr

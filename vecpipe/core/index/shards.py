@@ -1,0 +1,299 @@
+"""Sharded indexes: N whole sub-indexes under one directory, each record in the one its id hashes to.
+
+Layout:
+
+    DIR/SHARDS.json        {"format_version": 1, "shards": N, "router": "sha256-id-key"}
+    DIR/s000 ... DIR/sNNN  each a complete vecpipe index (generations, lock, manifest)
+
+A record's shard is the first 8 bytes of the sha256 of its id key (the id as the metadata store
+writes it, so 7 and "7" differ), read as an integer, modulo N: the same in every process, on every
+machine and Python (unlike `hash()`). Build, add and delete route ids the same way, so an id lives
+in exactly one shard and replacing or deleting it touches only that one. Shards are written by
+one thread each (hnswlib releases the GIL while it inserts, so they build in parallel); each shard
+is atomic on its own, and a build stages the whole directory beside DIR and renames it into place.
+
+Search fans out to every shard and merges each query's hits by score. Each shard's exact top k
+holds every row of the global exact top k that lives there, so `--exact` over shards gives exactly
+the single index's `--exact` result; approximate search merges each shard's approximate top k.
+Not yet sharded: lexical parts (BM25 statistics would differ per shard) and int8 ranges learned
+from the input (each shard would learn its own: pass --calibration for sharded int8 indexes).
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import queue
+import shutil
+import threading
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import orjson
+
+from vecpipe.core.atomic import make_temp_dir_beside, write_bytes_atomic
+from vecpipe.core.errors import IndexStoreError, UsageError, storage_error
+from vecpipe.core.index.meta import id_key
+from vecpipe.core.index.vector_index import (
+    BuildOptions,
+    SearchResult,
+    VectorIndex,
+    WriteOptions,
+    WriteReport,
+    add_to_index,
+    build_index,
+    delete_from_index,
+    index_info,
+)
+
+SHARDS_FILE = "SHARDS.json"
+FORMAT_VERSION = 1
+MAX_SHARDS = 4096
+_QUEUE_BATCHES = 4  # per shard: bounded, so a fast reader cannot buffer the whole input
+
+
+def is_sharded(path) -> bool:
+    return (Path(path) / SHARDS_FILE).is_file()
+
+
+def shard_of(record_id, shards: int) -> int:
+    return int.from_bytes(hashlib.sha256(id_key(record_id).encode("utf-8")).digest()[:8], "big") % shards
+
+
+def shard_dirs(root: Path, shards: int) -> list[Path]:
+    return [root / f"s{i:03d}" for i in range(shards)]
+
+
+def read_layout(root: Path) -> int:
+    """The shard count of a sharded index, checked."""
+    path = Path(root) / SHARDS_FILE
+    try:
+        layout = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise IndexStoreError(f"cannot read the shard layout ({exc})", str(path)) from None
+    shards = layout.get("shards") if isinstance(layout, dict) else None
+    if not isinstance(shards, int) or isinstance(shards, bool) or not 1 <= shards <= MAX_SHARDS:
+        raise IndexStoreError("the shard layout has no valid shard count: the index is corrupt", str(path))
+    if layout.get("format_version", 0) > FORMAT_VERSION:
+        raise IndexStoreError("the shard layout is from a newer vecpipe; upgrade vecpipe to read it", str(path))
+    return shards
+
+
+# --- writing -------------------------------------------------------------------------------
+
+
+def build_sharded(path, batches: Iterable, shards: int, options: BuildOptions | None = None, write: WriteOptions | None = None) -> WriteReport:
+    """Build a sharded index of `shards` sub-indexes at `path` from VectorBatches."""
+    root, options = Path(path), options or BuildOptions()
+    _check_build(root, shards, options)
+    staged = make_temp_dir_beside(root)
+    try:
+        reports = _fan_out(batches, shards, lambda i, stream: build_index(staged / f"s{i:03d}", stream, options, write))
+        write_bytes_atomic(staged / SHARDS_FILE, orjson.dumps({"format_version": FORMAT_VERSION, "shards": shards, "router": "sha256-id-key"}))
+        _publish(staged, root, options.overwrite)
+    finally:
+        shutil.rmtree(staged, ignore_errors=True)
+    return _total(reports)
+
+
+def _check_build(root: Path, shards: int, options: BuildOptions) -> None:
+    if not 2 <= shards <= MAX_SHARDS:
+        raise UsageError(f"--shards must be between 2 and {MAX_SHARDS}")
+    if options.lexical is not None:
+        raise UsageError("--lexical with --shards is not supported yet: BM25 statistics would differ from shard to shard")
+    if options.quantize == "int8" and options.calibration is None:
+        raise UsageError("a sharded int8 index needs --calibration FILE: every shard must quantize with the same ranges")
+    if root.exists() and not options.overwrite:
+        raise IndexStoreError("already exists; use --overwrite to replace it, or `index add` to add to it", str(root))
+
+
+def _publish(staged: Path, root: Path, overwrite: bool) -> None:
+    import os
+
+    try:
+        if root.exists() and overwrite:
+            aside = make_temp_dir_beside(root)
+            os.rename(root, aside / "old")
+            os.rename(staged, root)
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            os.rename(staged, root)
+    except OSError as exc:
+        raise storage_error(exc, root) from exc
+
+
+def add_sharded(path, batches: Iterable, write: WriteOptions | None = None) -> WriteReport:
+    """Add VectorBatches to a sharded index, each record to its id's shard; a shard that gets no
+    record is not rewritten. Each shard's part is atomic; a refusal in one shard (a record of
+    another model) can leave other shards' parts added."""
+    root = Path(path)
+    dirs = shard_dirs(root, read_layout(root))
+
+    def add_shard(i: int, stream: Iterator) -> WriteReport:
+        rows = (batch for batch in stream if len(batch))
+        head = next(rows, None)
+        if head is None:
+            return WriteReport(count=index_info(dirs[i])["count"])
+        return add_to_index(dirs[i], itertools.chain([head], rows), write)
+
+    return _total(_fan_out(batches, len(dirs), add_shard))
+
+
+def delete_sharded(path, ids: Iterable) -> WriteReport:
+    """Delete ids from the shards they hash to; `report.missing` lists the ones no shard had."""
+    root = Path(path)
+    shards = read_layout(root)
+    by_shard: dict[int, list] = {}
+    for record_id in ids:
+        by_shard.setdefault(shard_of(record_id, shards), []).append(record_id)
+    dirs = shard_dirs(root, shards)
+    reports = [delete_from_index(dirs[i], wanted) for i, wanted in sorted(by_shard.items())]
+    total = _total(reports)
+    total.count = sum(index_info(d)["count"] for d in dirs)
+    return total
+
+
+def _fan_out(batches: Iterable, shards: int, write_shard: Callable[[int, Iterator], WriteReport]) -> list[WriteReport]:
+    """Route each batch's rows to their shards' writers, one thread each; the first error wins."""
+    queues = [queue.Queue(maxsize=_QUEUE_BATCHES) for _ in range(shards)]
+    results: list = [None] * shards
+    failed = threading.Event()
+    done = object()
+
+    def stream(i: int) -> Iterator:
+        while (item := queues[i].get()) is not done:
+            yield item
+
+    def run(i: int) -> None:
+        try:
+            results[i] = write_shard(i, stream(i))
+        except BaseException as exc:  # re-raised in the caller's thread below
+            results[i] = exc
+            failed.set()
+            while queues[i].get() is not done:  # keep draining so the router never blocks on this shard
+                pass
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True, name=f"vecpipe-shard-{i}") for i in range(shards)]
+    for thread in threads:
+        thread.start()
+    try:
+        first = True
+        for batch in batches:
+            if failed.is_set():
+                break
+            parts = _split(batch, shards)
+            for i, part in enumerate(parts):
+                if len(part) or first:  # every shard sees the first batch (maybe empty): its dim and provenance
+                    queues[i].put(part)
+            first = False
+    finally:
+        for q in queues:
+            q.put(done)
+        for thread in threads:
+            thread.join()
+    errors = [r for r in results if isinstance(r, BaseException)]
+    if errors:
+        raise errors[0]
+    return results
+
+
+def _split(batch, shards: int) -> list:
+    """The batch's rows by shard, each part in input order (an empty part keeps the batch's shape)."""
+    owners = np.fromiter((shard_of(i, shards) for i in batch.ids), dtype=np.int64, count=len(batch.ids))
+    parts = []
+    for shard in range(shards):
+        rows = np.flatnonzero(owners == shard)
+        parts.append(replace(batch, ids=[batch.ids[r] for r in rows], fields=[batch.fields[r] for r in rows],
+                             matrix=batch.matrix[rows], lines=[batch.lines[r] for r in rows] if batch.lines else []))
+    return parts
+
+
+def _total(reports: list[WriteReport]) -> WriteReport:
+    total = WriteReport()
+    for report in reports:
+        total.added += report.added
+        total.replaced += report.replaced
+        total.deleted += report.deleted
+        total.missing += report.missing
+        total.count += report.count
+    total.generation = f"{len(reports)} shards"
+    return total
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+class ShardedIndex:
+    """Every shard open, searched together; hits merged per query by score."""
+
+    def __init__(self, root: Path, shards: list[VectorIndex]):
+        self.root, self.shards = root, shards
+
+    @classmethod
+    def open(cls, path) -> "ShardedIndex":
+        root = Path(path)
+        opened: list[VectorIndex] = []
+        try:
+            for directory in shard_dirs(root, read_layout(root)):
+                opened.append(VectorIndex.open(directory))
+        except BaseException:
+            for index in opened:
+                index.close()
+            raise
+        first = opened[0].provenance
+        if any(index.provenance != first or index.manifest["dim"] != opened[0].manifest["dim"] for index in opened[1:]):
+            raise IndexStoreError("the shards hold vectors of different models or shapes: the index is corrupt", str(root))
+        return cls(root, opened)
+
+    def close(self) -> None:
+        for index in self.shards:
+            index.close()
+
+    def __enter__(self) -> "ShardedIndex":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def count(self) -> int:
+        return sum(index.count for index in self.shards)
+
+    @property
+    def provenance(self) -> dict:
+        return self.shards[0].provenance
+
+    @property
+    def has_lexical(self) -> bool:
+        return False
+
+    def check_query(self, provenance: dict) -> None:
+        self.shards[0].check_query(provenance)
+
+    def search(self, queries: np.ndarray, k: int = 10, **options) -> SearchResult:
+        """The k best hits per query over every shard: each shard's top k, merged by score."""
+        results = [index.search(queries, k, **options) for index in self.shards]
+        notices = list(dict.fromkeys(n for result in results for n in result.notices))
+        merged = []
+        for rows in zip(*(result.hits for result in results)):
+            best = sorted((hit for row in rows for hit in row), key=lambda hit: -hit.score)[:k]
+            for rank, hit in enumerate(best, start=1):
+                hit.rank = rank
+            merged.append(best)
+        return SearchResult(merged, notices)
+
+
+def open_index(path) -> "VectorIndex | ShardedIndex":
+    return ShardedIndex.open(path) if is_sharded(path) else VectorIndex.open(path)
+
+
+def sharded_info(path) -> dict:
+    root = Path(path)
+    infos = [index_info(d) for d in shard_dirs(root, read_layout(root))]
+    first = {key: value for key, value in infos[0].items() if key not in ("generation", "created", "updated")}
+    first.update(path=str(root), count=sum(i["count"] for i in infos), shards=len(infos), shard_counts=[i["count"] for i in infos])
+    for key in ("bytes", "bytes_on_disk"):
+        if key in first:
+            first[key] = sum(i.get(key) or 0 for i in infos)
+    return first
