@@ -4,9 +4,15 @@ Importing the CLI (typer, click) takes tens of milliseconds; a Ctrl-C or SIGTERM
 would print Python's KeyboardInterrupt traceback or skip cleanup. Until the CLI installs its own
 handlers (cli.main), either signal is one line and the documented exit status: nothing has been
 written yet, so there is nothing to clean up.
+
+After an interruption the process leaves with os._exit once the command has unwound (its temp
+files are gone by then): a signal that landed inside a C extension's import can leave a module
+half-initialized, and the interpreter's own shutdown then crashed on it (SIGSEGV, seen once in 24
+random-moment signals), which a user would see as a core dump instead of exit 130/143.
 """
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
@@ -20,7 +26,15 @@ def _early_exit(signum, frame) -> None:
         sys.stderr.flush()
     except (OSError, ValueError):  # stderr closed: the status alone says it
         pass
-    raise SystemExit(code)
+    os._exit(code)
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
 
 
 def main() -> None:
@@ -28,4 +42,10 @@ def main() -> None:
         signal.signal(sig, _early_exit)
     from vecpipe.cli import main as cli_main
 
-    cli_main()
+    try:
+        cli_main()
+    except SystemExit as exc:
+        if exc.code in {code for code, _ in EXIT_BY_SIGNAL.values()}:  # interrupted, and unwound: skip the interpreter's shutdown
+            _flush()
+            os._exit(exc.code)
+        raise

@@ -32,7 +32,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import orjson
 
-from vecpipe.core.atomic import make_temp_dir_beside, write_bytes_atomic
+from vecpipe.core.atomic import make_temp_dir_beside, signals_held, write_bytes_atomic
 from vecpipe.core.errors import IndexStoreError, UsageError, storage_error
 from vecpipe.core.index.meta import id_key
 from vecpipe.core.index.vector_index import (
@@ -87,13 +87,16 @@ def build_sharded(path, batches: Iterable, shards: int, options: BuildOptions | 
     """Build a sharded index of `shards` sub-indexes at `path` from VectorBatches."""
     root, options = Path(path), options or BuildOptions()
     _check_build(root, shards, options)
-    staged = make_temp_dir_beside(root)
+    staged = None
     try:
+        with signals_held():
+            staged = make_temp_dir_beside(root)
         reports = _fan_out(batches, shards, lambda i, stream: build_index(staged / f"s{i:03d}", stream, options, write))
         write_bytes_atomic(staged / SHARDS_FILE, orjson.dumps({"format_version": FORMAT_VERSION, "shards": shards, "router": "sha256-id-key"}))
         _publish(staged, root, options.overwrite)
     finally:
-        shutil.rmtree(staged, ignore_errors=True)
+        if staged is not None:
+            shutil.rmtree(staged, ignore_errors=True)
     return _total(reports)
 
 

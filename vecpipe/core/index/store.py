@@ -27,7 +27,7 @@ from typing import Iterator
 
 import orjson
 
-from vecpipe.core.atomic import DirLock, fsync_dir, make_temp_dir_beside, write_bytes_atomic
+from vecpipe.core.atomic import DirLock, fsync_dir, make_temp_dir_beside, signals_held, write_bytes_atomic
 from vecpipe.core.errors import IndexStoreError, StorageError, VecpipeError, storage_error
 from vecpipe.core.hashing import sha256_file
 from vecpipe.core.stamps import stamped_sha256
@@ -265,22 +265,29 @@ def writing(root: Path) -> Iterator[StagedGeneration]:
     """Lock `root`, stage its next generation, and publish it if the body succeeds."""
     with DirLock(root):
         _remove_stale_temps(root)
-        staged = stage_generation(root)
+        staged = None
         try:
+            with signals_held():  # the staged directory is known to the cleanup below before a Ctrl-C lands
+                staged = stage_generation(root)
             yield staged
             staged.publish()
         except OSError as exc:  # disk full, permissions: exit 6, not a traceback
-            staged.discard()
+            _discard(staged)
             raise storage_error(exc, root) from exc
         except sqlite3.DatabaseError as exc:
-            staged.discard()
+            _discard(staged)
             raise _metadata_error(exc, root) from None
         except StorageError as exc:  # named after the index: the staged file it names is gone
-            staged.discard()
+            _discard(staged)
             raise StorageError(exc.message, str(root)) from None
         except BaseException:
-            staged.discard()
+            _discard(staged)
             raise
+
+
+def _discard(staged: "StagedGeneration | None") -> None:
+    if staged is not None:
+        staged.discard()
 
 
 def _metadata_error(exc: sqlite3.DatabaseError, root: Path) -> VecpipeError:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from vecpipe.core.atomic import make_temp_dir_beside
+from vecpipe.core.atomic import make_temp_dir_beside, signals_held
 from vecpipe.core.errors import ModelError, storage_error
 from vecpipe.core.hashing import sha256_file
 from vecpipe.core.models.catalogue import known as known_model
@@ -187,11 +187,14 @@ def _conversion_dir(target: Path) -> Iterator[Path]:
         except BlockingIOError:
             pass  # another conversion is under way: its temp dir is not abandoned
         fcntl.flock(fd, fcntl.LOCK_SH)
-        tmp = make_temp_dir_beside(target)
+        tmp = None
         try:
+            with signals_held():  # known to the cleanup below before a Ctrl-C lands
+                tmp = make_temp_dir_beside(target)
             yield tmp
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
     finally:
         os.close(fd)  # drops the flock
 
