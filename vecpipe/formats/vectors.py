@@ -22,7 +22,7 @@ from typing import IO, Callable, Iterable, Iterator
 import numpy as np
 import orjson
 
-from vecpipe.core.atomic import atomic_file
+from vecpipe.core.atomic import atomic_file, signals_held
 from vecpipe.core.errors import DataError, UsageError, storage_error
 from vecpipe.formats.text import BOM, ID_KEYS, is_exact_int, parse_record
 
@@ -784,7 +784,8 @@ class _NpyOutput:
             self._matrix.write(_npy_header(self._dtype, self._rows, self._width))
             self._matrix.seek(0, os.SEEK_END)
         self._open = False
-        self._stack.close()
+        with signals_held():  # both renames, or a Ctrl-C would leave the new sidecar beside the old matrix
+            self._stack.close()
 
     @contextlib.contextmanager
     def _storage_errors(self) -> Iterator[None]:
