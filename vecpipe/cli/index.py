@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 
 from vecpipe.cli.common import STDIN, handles_errors, input_name, make_progress, open_input, print_table, say, stdout_is_terminal
-from vecpipe.cli.completion import index_dirs
+from vecpipe.cli.completion import index_dirs, model_names
 
 HELP = """Persistent vector indexes: an hnswlib graph for float vectors, a flat memory-mapped
 matrix for int8 and binary ones, with every record's id and fields in SQLite.
@@ -184,6 +184,87 @@ def delete(
         shown = ", ".join(absent[:5]) + (f" and {len(absent) - 5} more" if len(absent) > 5 else "")
         say(f"not in the index: {shown}")
     _report("updated", directory, report, quiet)
+
+
+@index_app.command("sync")
+@handles_errors
+def sync(
+    directory: Path = typer.Argument(..., autocompletion=index_dirs, help="The index directory (made on the first sync)."),
+    inputs: List[str] = typer.Argument(None, help="Text records (plain lines or JSONL, as embed reads them); `-` or none: stdin."),
+    field: str = typer.Option("text", "--field", help="JSONL field holding the text."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="The model's prompt to embed with on the first sync (later syncs keep the index's)."),
+    model: Optional[str] = typer.Option(None, "-m", "--model", autocompletion=model_names, help="The model (default: the index's own; all-MiniLM-L6-v2 for a new index)."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No summary."),
+) -> None:
+    """Embed only new or changed records into the index: a record whose text, model and prompt hash
+    to what the index recorded for its id is skipped (the hashes live in the index's metadata store)."""
+    from vecpipe.core.index.store import is_index_dir
+    from vecpipe.core.index.vector_index import WriteOptions, add_to_index, build_index, peek_provenance, stored_text_hashes
+
+    from vecpipe.core.errors import UsageError
+    from vecpipe.core.index.shards import is_sharded
+
+    if is_sharded(directory):
+        raise UsageError("index sync does not support sharded indexes yet; use index add")
+    exists = is_index_dir(directory)
+    known = peek_provenance(directory) if exists else {}
+    embedder = _SyncEmbedder(model or known.get("model"), known.get("prompt", prompt), known)
+    records = embedder.read(inputs or [STDIN], field)
+    stored = stored_text_hashes(directory, [embedder.key(r) for r in records]) if exists else {}
+    changed = [r for r in records if stored.get(embedder.key(r)) != embedder.text_hash(r)]
+    if changed:
+        batches = embedder.batches(changed)
+        write = WriteOptions(text_hashes={embedder.key(r): embedder.text_hash(r) for r in changed})
+        report = add_to_index(directory, batches, write) if exists else build_index(directory, batches, write=write)
+        count = report.count
+    else:
+        count = None
+    if not quiet:
+        new = sum(embedder.key(r) not in stored for r in changed)
+        say(f"synced {directory}: {len(changed)} embedded ({new} not synced before, {len(changed) - new} changed), {len(records) - len(changed)} unchanged"
+            + (f"; {count} records" if count is not None else ""))
+
+
+class _SyncEmbedder:
+    """The model, prompt and record hashing of `index sync`: the same prompt and model as the index's vectors."""
+
+    def __init__(self, model: str | None, prompt: str | None, index_provenance: dict):
+        from vecpipe.core.models.model import load_model
+
+        self.model = load_model(model, layers=index_provenance.get("layer"), pooling=index_provenance.get("pooling"), notify=say)
+        self.prompt = prompt
+        self.prefix = self.model.prompt_prefix(prompt)
+        identity = {key: value for key, value in self.model.provenance(prompt).items() if key not in ("model_sha256",)}
+        self._identity = repr(sorted(identity.items())).encode("utf-8")
+
+    def read(self, inputs: list[str], field: str) -> list:
+        from vecpipe.formats.text import ReadStats, read_texts
+
+        records, stats = [], ReadStats()  # ids by position continue from file to file, as in embed
+        for path in inputs:
+            with open_input(path) as stream:
+                records.extend(read_texts(stream, input_name(path), field, stats=stats))
+        return records
+
+    @staticmethod
+    def key(record) -> str:
+        from vecpipe.core.index.meta import id_key
+
+        return id_key(record.id)
+
+    def text_hash(self, record) -> str:
+        import hashlib
+
+        return hashlib.sha256(self._identity + b"\0" + record.text.encode("utf-8", "surrogatepass")).hexdigest()
+
+    def batches(self, records: list):
+        from vecpipe.core.models.batching import EmbedOptions, embed_records
+        from vecpipe.formats.vectors import VectorBatch
+
+        provenance = self.model.provenance(self.prompt)
+        for window in embed_records(self.model, records, EmbedOptions(prefix=self.prefix), "sync"):
+            yield VectorBatch([r.id for r in window.records], [r.fields for r in window.records], window.vectors, provenance,
+                              [r.line for r in window.records], "sync")
 
 
 @index_app.command("info")

@@ -112,7 +112,26 @@ class MetaStore:
         self._conn.executemany("INSERT INTO items (label, id, fields) VALUES (?, ?, ?)", rows)
 
     def delete(self, labels: Sequence[int]) -> None:
+        if self._has_text_hashes():  # a replaced or deleted record's text is no longer what was embedded
+            self._conn.executemany("DELETE FROM text_hashes WHERE id = (SELECT id FROM items WHERE label = ?)", ((int(label),) for label in labels))
         self._conn.executemany("DELETE FROM items WHERE label = ?", ((int(label),) for label in labels))
+
+    # `index sync`: the sha256 of each record's text, model and prompt, so unchanged records are not embedded again.
+    def _has_text_hashes(self) -> bool:
+        return self._conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'text_hashes'").fetchone() is not None
+
+    def text_hashes(self, keys: Sequence[str]) -> dict[str, str]:
+        if not self._has_text_hashes():
+            return {}
+        found = {}
+        for chunk in _chunks(keys):
+            marks = ",".join("?" * len(chunk))
+            found.update(self._conn.execute(f"SELECT id, sha256 FROM text_hashes WHERE id IN ({marks})", chunk))
+        return found
+
+    def set_text_hashes(self, hashes: dict[str, str]) -> None:
+        self._conn.execute("CREATE TABLE IF NOT EXISTS text_hashes (id TEXT PRIMARY KEY, sha256 TEXT NOT NULL)")
+        self._conn.executemany("INSERT OR REPLACE INTO text_hashes (id, sha256) VALUES (?, ?)", hashes.items())
 
     def all_labels(self) -> np.ndarray:
         rows = self._conn.execute("SELECT label FROM items ORDER BY label").fetchall()

@@ -74,6 +74,7 @@ class WriteOptions:
     threads: int = 0  # 0: every core
     order: str = "input"  # "random" shuffles insertion (seeded), which moves HNSW recall
     seed: int = 0
+    text_hashes: dict | None = None  # id key -> sha256 of the text, model and prompt embedded (index sync)
 
 
 @dataclass
@@ -266,6 +267,8 @@ class _Writer:
             from vecpipe.core.index import lexical
 
             self.manifest["lexical"] = lexical.build(self.staged.dir, self.meta.rows(), self.lexical)
+        if self.options.text_hashes:
+            self.meta.set_text_hashes(self.options.text_hashes)
         count = self.meta.count()
         self.meta.commit_and_close()
         self.manifest.update(
@@ -324,6 +327,20 @@ def delete_from_index(path, ids: Iterable) -> WriteReport:
 
 
 # --- reading -----------------------------------------------------------------------------
+
+
+def peek_provenance(path) -> dict:
+    """The provenance of the index's vectors, from its manifest alone (no graph loaded)."""
+    return read_manifest(current_generation(Path(path)))["provenance"]
+
+
+def stored_text_hashes(path, keys: Sequence[str]) -> dict[str, str]:
+    """The text hashes `index sync` recorded for these id keys (none for an index never synced)."""
+    meta = MetaStore.open_readonly(current_generation(Path(path)) / META_FILE)
+    try:
+        return meta.text_hashes(list(keys))
+    finally:
+        meta.close()
 
 
 def index_info(path) -> dict:
