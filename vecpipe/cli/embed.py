@@ -1,6 +1,7 @@
 """`vecpipe embed`: text in, vector records out."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, List, Optional
 
@@ -58,6 +59,9 @@ def embed(
     output: Optional[str] = typer.Option(None, "-o", "--output", help="Output file, written atomically; default stdout. With --format npy, X.npy gets its sidecar X.meta.jsonl."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip malformed lines and report how many, instead of stopping."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar and no summary."),
+    engine: str = typer.Option("local", "--engine", metavar="local|ray", help="ray: embed on a Ray cluster's actors (the `ray` extra; docs/SCALE.md)."),
+    address: Optional[str] = typer.Option(None, "--address", help="--engine ray: the cluster to join (HOST:PORT); default: a local one for this run."),
+    workers: int = typer.Option(2, "--workers", min=1, max=4096, help="--engine ray: actors, one model and one CPU each."),
 ) -> None:
     from vecpipe.core.models.batching import EmbedOptions
     from vecpipe.core.models.model import load_model
@@ -69,6 +73,8 @@ def embed(
         raise typer.BadParameter("--format npy needs -o FILE")
     if input_format not in ("auto", "text", "jsonl"):
         raise typer.BadParameter("--input-format must be auto, text or jsonl")
+    if engine not in ("local", "ray"):
+        raise typer.BadParameter("--engine must be local or ray")
     loaded = load_model(model, layers=layer, threads=threads, pooling=pooling, notify=say)
     options = EmbedOptions(
         prefix=loaded.prompt_prefix(prompt, prefix),
@@ -87,6 +93,7 @@ def embed(
         output=VectorOutput(out_format, output),
         provenance=loaded.provenance(prompt, prefix, normalized=loaded.normalize if normalize is None else normalize),
         quiet=quiet,
+        cluster=(workers, address) if engine == "ray" else None,
     )
     job.run()
     if not quiet:
@@ -106,17 +113,25 @@ class EmbedJob:
     quiet: bool
     stats: EmbedStats | None = None  # counted as the run goes
     read_stats: ReadStats | None = None
+    cluster: tuple[int, str | None] | None = None  # (workers, address) for --engine ray
 
     def run(self) -> None:
         from vecpipe.core.models.batching import EmbedStats
         from vecpipe.formats.text import ReadStats
 
         self.stats, self.read_stats = EmbedStats(), ReadStats()
-        with self.output.open() as writer:
+        with self._streams_kept_from_ray(), self.output.open() as writer:
             self._pump(writer)
 
+    def _streams_kept_from_ray(self):
+        if self.cluster is None:
+            return contextlib.nullcontext()
+        from vecpipe.core.models.ray_engine import ray_output_aside
+
+        return ray_output_aside()
+
     def _pump(self, writer) -> None:
-        from vecpipe.core.models.batching import embed_records, output_rows
+        from vecpipe.core.models.batching import output_rows
         from vecpipe.formats.text import read_texts
         from vecpipe.formats.vectors import VectorBatch
 
@@ -130,15 +145,26 @@ class EmbedJob:
                     with open_input(path) as stream:
                         source = input_name(path)
                         records = read_texts(stream, source, **vars(self.reading), stats=self.read_stats)
-                        for window in embed_records(self.model, records, self.options, source, self.stats):
-                            ids, fields, lines = output_rows(window)
-                            with interrupts.writing():
-                                writer.write(VectorBatch(ids, fields, window.vectors, self.provenance, lines))
-                            if progress:
-                                progress.update(task, completed=self.stats.texts, rate=_rate(self.stats))
+                        with contextlib.closing(self._windows(records, source)) as windows:  # closed before Ray shuts down
+                            for window in windows:
+                                ids, fields, lines = output_rows(window)
+                                with interrupts.writing():
+                                    writer.write(VectorBatch(ids, fields, window.vectors, self.provenance, lines))
+                                if progress:
+                                    progress.update(task, completed=self.stats.texts, rate=_rate(self.stats))
         finally:
             if progress:
                 progress.stop()
+
+
+    def _windows(self, records, source: str):
+        from vecpipe.core.models.batching import embed_records
+
+        if self.cluster is None:
+            return embed_records(self.model, records, self.options, source, self.stats)
+        from vecpipe.core.models.ray_engine import embed_records_on_ray
+
+        return embed_records_on_ray(self.model, records, self.options, source, self.stats, *self.cluster)
 
 
 def _rate(stats) -> str:
@@ -148,11 +174,10 @@ def _rate(stats) -> str:
 
 def _summary(job: EmbedJob) -> None:
     stats, read_stats = job.stats, job.read_stats
-    parts = [f"{stats.texts} texts", f"{stats.tokens} tokens"]
-    if job.options.on_long == "chunk":
-        parts.append(f"{stats.chunks} chunks")
-    else:
-        parts.append(f"{stats.truncated} truncated")
+    parts = [f"{stats.texts} texts"]
+    if job.cluster is None:  # on Ray the actors count tokens, and they stay there
+        parts.append(f"{stats.tokens} tokens")
+        parts.append(f"{stats.chunks} chunks" if job.options.on_long == "chunk" else f"{stats.truncated} truncated")
     if read_stats.skipped:
         parts.append(f"{read_stats.skipped} bad lines skipped")
     parts.append(f"{stats.seconds:.2f} s")

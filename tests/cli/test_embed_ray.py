@@ -1,0 +1,82 @@
+"""`vecpipe embed --engine ray` on a local Ray cluster that each run starts and stops (ray.init with
+--workers CPUs): the same records, order and provenance as a local run, vectors equal to cos >=
+0.99999, every record exactly once when an actor dies mid-run, and no Ray import without --engine."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import SHARED_DATA
+
+pytest.importorskip("ray")
+pytestmark = pytest.mark.slow  # each run starts a Ray cluster (~10-30 s on 2 cores)
+
+
+@pytest.fixture(scope="module")
+def sick(tmp_path_factory, default_model_dir):
+    texts = [json.loads(line)["sentence1"] for line in open(SHARED_DATA / "sickr" / "test.jsonl")][:2000]
+    path = tmp_path_factory.mktemp("sick") / "sick.txt"
+    path.write_text("".join(t + "\n" for t in texts), encoding="utf-8")
+    return path
+
+
+def vecpipe(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "vecpipe", *map(str, args)], capture_output=True, timeout=600, env={**os.environ, **(env or {})})
+
+
+def rows(stdout: bytes) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines()]
+
+
+@pytest.fixture(scope="module")
+def local(sick):
+    done = vecpipe("embed", "-q", sick)
+    assert done.returncode == 0, done.stderr
+    return rows(done.stdout)
+
+
+def assert_same_as_local(records: list[dict], local: list[dict]) -> None:
+    assert [r["id"] for r in records] == [r["id"] for r in local] == list(range(2000))  # every record once, in order
+    assert [r["text"] for r in records] == [r["text"] for r in local]
+    assert all(r["vecpipe"] == local[0]["vecpipe"] for r in records)
+    a, b = np.array([r["embedding"] for r in records]), np.array([r["embedding"] for r in local])
+    assert ((a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)).min() >= 0.99999
+
+
+def test_ray_gives_the_local_run_on_2000_sick_sentences(sick, local):
+    done = vecpipe("embed", "-q", "--engine", "ray", "--workers", "2", sick)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == b""  # Ray's own log lines go to its log file, not to stderr
+    assert_same_as_local(rows(done.stdout), local)
+
+
+def test_an_actor_that_dies_is_retried_and_every_record_comes_out_once(sick, local, tmp_path):
+    marker = tmp_path / "crash-once"
+    marker.write_text("the first actor call that finds this file deletes it and exits")
+    done = vecpipe("embed", "-q", "--engine", "ray", "--workers", "2", sick, env={"VECPIPE_RAY_CRASH_ONCE": str(marker)})
+    assert done.returncode == 0, done.stderr
+    assert not marker.exists()  # an actor really died
+    assert_same_as_local(rows(done.stdout), local)
+
+
+def test_npy_output_and_refusals(sick, tmp_path):
+    out = tmp_path / "v.npy"
+    done = vecpipe("embed", "-q", "--engine", "ray", "--workers", "1", "--format", "npy", "-o", out, sick)
+    assert done.returncode == 0, done.stderr
+    assert np.load(out).shape == (2000, 384) and len((tmp_path / "v.meta.jsonl").read_text().splitlines()) == 2000
+    chunked = vecpipe("embed", "--engine", "ray", "--on-long", "chunk", sick)
+    assert chunked.returncode == 2 and b"does not chunk yet" in chunked.stderr
+
+
+def test_without_engine_nothing_imports_ray(tmp_path):
+    code = ("import sys; from typer.testing import CliRunner; from vecpipe.cli import app; "
+            "r = CliRunner().invoke(app, ['embed', '-q'], 'hello\\n'); assert r.exit_code == 0, r.output; "
+            "print('ray' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == b"False"
