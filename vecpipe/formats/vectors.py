@@ -142,8 +142,12 @@ def read_vectors(
 def _read_stream(stream: IO[bytes], source: str, batch_size: int, first_position: int, note: Note) -> Iterator[VectorBatch]:
     head, stream = _sniff(stream)
     if head.startswith(NPY_MAGIC):
+        batches = _npy_stream_batches(stream, source, batch_size, first_position)
+        first = next(batches, None)  # the header is read and checked first: a broken one is the only line said
         note(f"{source}: a streamed .npy has no sidecar: ids are row positions and provenance is unknown")
-        yield from _npy_stream_batches(stream, source, batch_size, first_position)
+        if first is not None:
+            yield first
+        yield from batches
     else:
         yield from _jsonl_batches(stream, source, batch_size, first_position)
 
