@@ -1,0 +1,106 @@
+"""Batch search against an equal-work floor (issue 17): raw hnswlib plus the same per-hit work vecpipe does.
+
+Raw `knn_query` returns label arrays while `vecpipe search` returns ids and fields, so the
+yardstick is a minimal script doing the same work: read the query vectors (JSONL, orjson), load
+the index's own graph.bin with hnswlib, `knn_query` all queries at once, fetch each hit's id and
+fields from the index's own meta.sqlite (floor "sqlite") or from a Python list ("list"), and write
+the hit records as JSONL with orjson. vecpipe runs `vecpipe search IDX --ef E -k 10 < queries`
+with the same vector queries (no model). All three are whole processes, best of --rounds, the
+runs alternating; the 40,954 x 384 vectors and 1,000 queries are bench/index.py's cache.
+
+    .venv/bin/python bench/floor.py [--write bench/RESULTS.md]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+from sections import compile_bytecode, cpu_line, publish
+
+CACHE = Path.home() / ".cache" / "vecpipe-bench" / "index" / "all"
+SECTION = ("<!-- bench/floor.py: begin -->", "<!-- bench/floor.py: end -->")
+K = 10
+FLOOR = r"""
+import sqlite3, sys, hnswlib, numpy as np, orjson
+graph, meta, queries_path, ef, mode = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+rows = [orjson.loads(line) for line in open(queries_path, "rb")]
+queries = np.array([r["embedding"] for r in rows], dtype=np.float32)
+index = hnswlib.Index(space="cosine", dim=queries.shape[1])
+index.load_index(graph)
+index.set_ef(ef)
+labels, distances = index.knn_query(queries, k=%d)
+db = sqlite3.connect(meta)
+if mode == "list":
+    table = dict(((label, (key, fields)) for label, key, fields in db.execute("SELECT label, id, fields FROM items")))
+    stored = lambda wanted: {label: table[label] for label in wanted}
+else:
+    def stored(wanted):
+        marks = ",".join("?" * len(wanted))
+        return {label: (key, fields) for label, key, fields in db.execute(f"SELECT label, id, fields FROM items WHERE label IN ({marks})", wanted)}
+found = stored(sorted(set(labels.ravel().tolist())))
+out = sys.stdout.buffer
+for q, (row, dist) in enumerate(zip(labels.tolist(), distances.tolist())):
+    for rank, (label, d) in enumerate(zip(row, dist), start=1):
+        key, fields = found[label]
+        record = {"query_id": rows[q]["id"], "rank": rank, "id": orjson.loads(key), "score": 1.0 - d, **orjson.loads(fields)}
+        out.write(orjson.dumps(record) + b"\n")
+""" % K
+
+
+def timed(command: list[str], stdin_path: Path | None, rounds: int) -> float:
+    best = float("inf")
+    for _ in range(rounds):
+        with open(stdin_path, "rb") if stdin_path else open(os.devnull, "rb") as stdin:
+            started = time.perf_counter()
+            subprocess.run(command, stdin=stdin, stdout=subprocess.DEVNULL, check=True)
+            best = min(best, time.perf_counter() - started)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--write", type=Path, help="Also put the report in this markdown file (its own section).")
+    args = parser.parse_args()
+    compile_bytecode()
+    corpus = np.load(CACHE / "corpus.npy").astype(np.float32)
+    queries = np.load(CACHE / "queries.npy")[:1000].astype(np.float32)
+    texts = json.load(open(CACHE / "corpus.json"))
+    rows = ["| ef | floor, SQLite fields (s) | floor, Python list (s) | vecpipe search (s) | vecpipe / floor SQLite | vecpipe / floor list |", "|---|---|---|---|---|---|"]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        docs, query_file = tmp / "docs.jsonl", tmp / "queries.jsonl"
+        with open(docs, "wb") as f:
+            for i, (text, vector) in enumerate(zip(texts, corpus)):
+                f.write(orjson.dumps({"id": i, "text": text, "embedding": vector}, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
+        with open(query_file, "wb") as f:
+            for i, vector in enumerate(queries):
+                f.write(orjson.dumps({"id": i, "embedding": vector}, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
+        index = tmp / "idx"
+        subprocess.run([sys.executable, "-m", "vecpipe", "index", "build", "-q", "-o", str(index), str(docs)], check=True)
+        generation = next(index.glob("g0*"))
+        for ef in (10, 20, 40, 80, 160, 320):
+            floor = [sys.executable, "-c", FLOOR, str(generation / "graph.bin"), str(generation / "meta.sqlite"), str(query_file), str(ef)]
+            sqlite_s = timed(floor + ["sqlite"], None, args.rounds)
+            list_s = timed(floor + ["list"], None, args.rounds)
+            ours = timed([sys.executable, "-m", "vecpipe", "search", str(index), "--ef", str(ef), "-k", str(K)], query_file, args.rounds)
+            rows.append(f"| {ef} | {sqlite_s:.3f} | {list_s:.3f} | {ours:.3f} | **{sqlite_s / ours:.2f}x** | {list_s / ours:.2f}x |")
+    lines = ["## Batch search against the equal-work floor (bench/floor.py)", "",
+             f"Command: `.venv/bin/python bench/floor.py --write bench/RESULTS.md`. {cpu_line()}; 1-minute load {os.getloadavg()[0]:.2f} at the start. "
+             f"{len(corpus):,} x {corpus.shape[1]} vectors with their texts as the stored field, {len(queries)} vector queries in one "
+             f"process, k {K}; whole processes, best of {args.rounds}. A ratio above 1 means vecpipe is faster than the floor (issue 17's target: >= 0.9x).",
+             "", *rows]
+    publish("\n".join(lines) + "\n", args.write, SECTION)
+
+
+if __name__ == "__main__":
+    main()
