@@ -18,13 +18,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import orjson
 
-from sections import compile_bytecode, cpu_line, publish
+from sections import best_process_seconds, compile_bytecode, cpu_line, publish
 
 CACHE = Path.home() / ".cache" / "vecpipe-bench" / "index" / "all"
 SECTION = ("<!-- bench/floor.py: begin -->", "<!-- bench/floor.py: end -->")
@@ -56,16 +55,6 @@ for q, (row, dist) in enumerate(zip(labels.tolist(), distances.tolist())):
 """ % K
 
 
-def timed(command: list[str], stdin_path: Path | None, rounds: int) -> float:
-    best = float("inf")
-    for _ in range(rounds):
-        with open(stdin_path, "rb") if stdin_path else open(os.devnull, "rb") as stdin:
-            started = time.perf_counter()
-            subprocess.run(command, stdin=stdin, stdout=subprocess.DEVNULL, check=True)
-            best = min(best, time.perf_counter() - started)
-    return best
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
@@ -90,9 +79,9 @@ def main() -> None:
         generation = next(index.glob("g0*"))
         for ef in (10, 20, 40, 80, 160, 320):
             floor = [sys.executable, "-c", FLOOR, str(generation / "graph.bin"), str(generation / "meta.sqlite"), str(query_file), str(ef)]
-            sqlite_s = timed(floor + ["sqlite"], None, args.rounds)
-            list_s = timed(floor + ["list"], None, args.rounds)
-            ours = timed([sys.executable, "-m", "vecpipe", "search", str(index), "--ef", str(ef), "-k", str(K)], query_file, args.rounds)
+            sqlite_s = best_process_seconds(floor + ["sqlite"], args.rounds)
+            list_s = best_process_seconds(floor + ["list"], args.rounds)
+            ours = best_process_seconds([sys.executable, "-m", "vecpipe", "search", str(index), "--ef", str(ef), "-k", str(K)], args.rounds, stdin_path=query_file)
             rows.append(f"| {ef} | {sqlite_s:.3f} | {list_s:.3f} | {ours:.3f} | **{sqlite_s / ours:.2f}x** | {list_s / ours:.2f}x |")
     lines = ["## Batch search against the equal-work floor (bench/floor.py)", "",
              f"Command: `.venv/bin/python bench/floor.py --write bench/RESULTS.md`. {cpu_line()}; 1-minute load {os.getloadavg()[0]:.2f} at the start. "

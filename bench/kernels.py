@@ -23,27 +23,15 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import importlib.util  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from sections import cpu_line, publish  # noqa: E402
+from sections import cpu_line, publish, timed_together  # noqa: E402
 
 CACHE = Path.home() / ".cache" / "vecpipe-bench" / "index" / "all"
 SECTION = ("<!-- bench/kernels.py: begin -->", "<!-- bench/kernels.py: end -->")
 K, QUERIES = 10, 200
-
-
-def timed(runs: dict, rounds: int) -> dict[str, float]:
-    """Best-of-rounds seconds of each run, the runs alternating within every round."""
-    best = {name: float("inf") for name in runs}
-    for _ in range(rounds):
-        for name, run in runs.items():
-            started = time.perf_counter()
-            run()
-            best[name] = min(best[name], time.perf_counter() - started)
-    return best
 
 
 def main() -> None:
@@ -82,8 +70,8 @@ def main() -> None:
         "float brute force (numpy)": (one_by_one(float_brute, queries), lambda: float_brute(queries)),
     }
     runs.update(_candidates(bits, query_bits, int8, queries))
-    singles = timed({name: pair[0] for name, pair in runs.items()}, args.rounds)
-    batches = timed({name: pair[1] for name, pair in runs.items()}, args.rounds)
+    singles = dict(zip(runs, timed_together(*(pair[0] for pair in runs.values()), rounds=args.rounds)))
+    batches = dict(zip(runs, timed_together(*(pair[1] for pair in runs.values()), rounds=args.rounds)))
     per_query = {name: seconds / QUERIES * 1000 for name, seconds in singles.items()}
     batch_ms = {name: seconds * 1000 for name, seconds in batches.items()}
     lines = ["## Flat quantized search kernels (bench/kernels.py)", "",

@@ -2,6 +2,7 @@
 between its own begin/end markers."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -69,6 +70,17 @@ def timed_together(*fns, rounds: int = 5) -> list[float]:
             started = time.perf_counter()
             fn()
             best[i] = min(best[i], time.perf_counter() - started)
+    return best
+
+
+def best_process_seconds(command: list[str], rounds: int, env: dict | None = None, stdin_path: Path | None = None) -> float:
+    """Best wall time of `rounds` runs of `command` as a whole process (stdout discarded)."""
+    best = float("inf")
+    for _ in range(rounds):
+        with open(stdin_path or os.devnull, "rb") as stdin:
+            started = time.perf_counter()
+            subprocess.run(command, stdin=stdin, stdout=subprocess.DEVNULL, check=True, env=env)
+            best = min(best, time.perf_counter() - started)
     return best
 
 

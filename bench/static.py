@@ -18,12 +18,11 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-from sections import compile_bytecode, cpu_line, publish
+from sections import best_process_seconds, compile_bytecode, cpu_line, publish
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data"
@@ -61,15 +60,6 @@ def make_model(out: Path) -> Path:
     return out
 
 
-def timed(command: list[str], rounds: int, env: dict) -> float:
-    best = float("inf")
-    for _ in range(rounds):
-        started = time.perf_counter()
-        subprocess.run(command, check=True, env=env)
-        best = min(best, time.perf_counter() - started)
-    return best
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--texts", type=int, default=100_000)
@@ -88,8 +78,8 @@ def main() -> None:
         env = {**os.environ, "VECPIPE_HOME": str(tmp / "home")}
         vecpipe = [sys.executable, "-m", "vecpipe", "embed", "-q", "-m", str(model), str(source)]
         subprocess.run(vecpipe[:-1], input=b"warm up\n", check=True, env=env, stdout=subprocess.DEVNULL)  # converts once
-        jsonl = timed(vecpipe + ["-o", str(tmp / "out.jsonl")], args.rounds, env)
-        npy = timed(vecpipe + ["--format", "npy", "-o", str(tmp / "out.npy")], args.rounds, env)
+        jsonl = best_process_seconds(vecpipe + ["-o", str(tmp / "out.jsonl")], args.rounds, env)
+        npy = best_process_seconds(vecpipe + ["--format", "npy", "-o", str(tmp / "out.npy")], args.rounds, env)
         peer = [subprocess.run([peers, "-c", MODEL2VEC_SCRIPT, str(model), str(source), str(tmp / "m2v.npy")], check=True,
                                capture_output=True, text=True).stdout.split() for _ in range(args.rounds)]
         m2v_encode, m2v_whole = min(float(p[0]) for p in peer), min(float(p[1]) for p in peer)
