@@ -62,6 +62,13 @@ def _record(path: Path, stamp: list[int], digest: str) -> None:
         pass  # a read-only cache only costs the next run a full hash
 
 
+def remember_sha256(path: Path | str, digest: str) -> None:
+    """Record a digest the caller computed from the bytes it just wrote and will not change (an index
+    generation's files, hashed when written), so the first reader trusts the stamp instead of hashing again."""
+    path = Path(path)
+    _record(path, _stamp(path), digest)
+
+
 def stamped_sha256(path: Path | str, full: bool = False) -> str:
     """sha256 of `path`: recorded digest while the stamp is unchanged, else (or if `full`) a full hash."""
     path = Path(path)

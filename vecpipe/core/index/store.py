@@ -30,7 +30,7 @@ import orjson
 from vecpipe.core.atomic import DirLock, fsync_dir, make_temp_dir_beside, signals_held, write_bytes_atomic
 from vecpipe.core.errors import IndexStoreError, StorageError, VecpipeError, storage_error
 from vecpipe.core.hashing import sha256_file
-from vecpipe.core.stamps import stamped_sha256
+from vecpipe.core.stamps import remember_sha256, stamped_sha256
 
 FORMAT_VERSION = 1
 CURRENT = "CURRENT"
@@ -202,6 +202,14 @@ class StagedGeneration:
                 self._publish_next()
         except OSError as exc:
             raise storage_error(exc, self.root) from exc
+        self._remember_file_hashes()
+
+    def _remember_file_hashes(self) -> None:
+        """The writer hashed every file for the manifest; record those digests under the published
+        paths, so the first reader does not hash a large graph again."""
+        published = self.root / generation_name(self.number)
+        for name, digest in read_manifest(published).get("files", {}).items():
+            remember_sha256(published / name, digest)
 
     def _publish_fresh(self) -> None:
         write_bytes_atomic(self.fresh_root / CURRENT, f"{self.dir.name}\n".encode())
