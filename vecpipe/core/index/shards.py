@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import os
 import queue
 import shutil
 import threading
@@ -112,8 +113,6 @@ def _check_build(root: Path, shards: int, options: BuildOptions) -> None:
 
 
 def _publish(staged: Path, root: Path, overwrite: bool) -> None:
-    import os
-
     try:
         if root.exists() and overwrite:
             aside = make_temp_dir_beside(root)
@@ -295,8 +294,6 @@ def sharded_info(path) -> dict:
     root = Path(path)
     infos = [index_info(d) for d in shard_dirs(root, read_layout(root))]
     first = {key: value for key, value in infos[0].items() if key not in ("generation", "created", "updated")}
-    first.update(path=str(root), count=sum(i["count"] for i in infos), shards=len(infos), shard_counts=[i["count"] for i in infos])
-    for key in ("bytes", "bytes_on_disk"):
-        if key in first:
-            first[key] = sum(i.get(key) or 0 for i in infos)
+    first.update(path=str(root), count=sum(i["count"] for i in infos), shards=len(infos), shard_counts=[i["count"] for i in infos],
+                 bytes_on_disk=sum(i["bytes_on_disk"] for i in infos))
     return first

@@ -5,6 +5,7 @@ Batching (batching.py) drives both through `tokenizer`, `special_tokens` and `ve
 """
 from __future__ import annotations
 
+import abc
 import os
 from pathlib import Path
 
@@ -26,7 +27,7 @@ def weights_sha256(manifest: dict) -> str | None:
     return sources.get("model.safetensors") or next((v for k, v in sources.items() if k.endswith(".onnx")), None)
 
 
-class EmbeddingModel:
+class EmbeddingModel(abc.ABC):
     # Beyond this many characters per allowed token, no realistic text still has tokens left
     # to keep, so truncation may cut the string first and spare the tokenizer huge lines.
     chars_per_token_cap = 128
@@ -92,9 +93,9 @@ class EmbeddingModel:
         """Token ids of each text without special tokens (the Rust tokenizer runs in parallel)."""
         return [enc.ids for enc in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
 
+    @abc.abstractmethod
     def vectors_of(self, id_lists: list[list[int]], batch_tokens: int, max_batch: int) -> np.ndarray:
         """Pooled, not normalized, float32 vectors of token id sequences (special tokens included), in order."""
-        raise NotImplementedError
 
     def provenance(self, prompt: str | None = None, prefix: str | None = None, normalized: bool | None = None) -> dict:
         prov = {
