@@ -46,6 +46,15 @@ def _stored_json(value, label: int, path: Path):
         raise IndexStoreError(f"the row of label {label} is not valid JSON: the index is corrupt", str(path)) from None
 
 
+def _is_json_object(raw) -> bool:
+    """Whether stored fields parse as a JSON object. A plain parse: search passes the bytes on as
+    they are, so the exact-integer walk of loads_exact (most of the cost) is not needed here."""
+    try:
+        return isinstance(orjson.loads(raw), dict)
+    except (orjson.JSONDecodeError, TypeError):
+        return False
+
+
 class MetaStore:
     """Labels -> (id, fields). Writable only while staged in a new generation."""
 
@@ -164,7 +173,8 @@ class MetaStore:
                 f"SELECT label, id, fields FROM items WHERE label IN ({marks})", chunk
             ):
                 found[label] = (_stored_json(key, label, self.path), fields)
-                if not isinstance(_stored_json(fields, label, self.path), dict):
+                if not _is_json_object(fields):
+                    _stored_json(fields, label, self.path)  # raises when it is not JSON at all
                     raise IndexStoreError(f"the fields of label {label} are not a JSON object: the index is corrupt", str(self.path))
         missing = [label for label in wanted if label not in found]
         if missing:
