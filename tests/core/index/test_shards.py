@@ -66,6 +66,22 @@ def test_exact_search_over_shards_equals_the_single_index(built, scifact):
         assert [h.rank for h in b] == list(range(1, 11))
 
 
+def test_filters_min_score_and_k_beyond_a_shard_merge_like_the_single_index(built, scifact):
+    """--where, --min-score and a k larger than any shard (shards pad their lists) give the single
+    index's exact hits, with the stored fields of the winners read from their own shards."""
+    _, _, queries, provenance = scifact
+    with VectorIndex.open(built / "single") as single, ShardedIndex.open(built / "sharded") as sharded:
+        k = max(sharded_info(built / "sharded")["shard_counts"]) + 50
+        for options in ({"where": ["n<400"]}, {"min_score": 0.5}, {}):
+            one = single.search(queries[:20], k, provenance=provenance, exact=True, **options).hits
+            many = sharded.search(queries[:20], k, provenance=provenance, exact=True, **options).hits
+            for a, b in zip(one, many):  # the same hits in the same order, but for equal scores (duplicate texts)
+                assert np.allclose([h.score for h in a], [h.score for h in b], atol=1e-6)
+                assert sorted((round(h.score, 5), h.id, h.fields["n"]) for h in a) == sorted((round(h.score, 5), h.id, h.fields["n"]) for h in b)
+            assert all([h.rank for h in row] == list(range(1, len(row) + 1)) for row in many)
+        assert {len(row) for row in many} == {k} and all(len({h.id for h in row}) == k for row in many)  # unfiltered: k distinct hits
+
+
 def test_approximate_search_over_shards_keeps_recall(built, scifact):
     _, _, queries, provenance = scifact
     with ShardedIndex.open(built / "sharded") as sharded:

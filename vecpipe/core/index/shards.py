@@ -12,7 +12,8 @@ in exactly one shard and replacing or deleting it touches only that one. Shards 
 one thread each (hnswlib releases the GIL while it inserts, so they build in parallel); each shard
 is atomic on its own, and a build stages the whole directory beside DIR and renames it into place.
 
-Search fans out to every shard and merges each query's hits by score. Each shard's exact top k
+Search walks the shards side by side (a thread per core: hnswlib searches without the GIL), merges
+each query's labels by score and reads only the winners' records. Each shard's exact top k
 holds every row of the global exact top k that lives there, so `--exact` over shards gives exactly
 the single index's `--exact` result; approximate search merges each shard's approximate top k.
 Not yet sharded: lexical parts (BM25 statistics would differ per shard) and int8 ranges learned
@@ -38,6 +39,7 @@ from vecpipe.core.errors import IndexStoreError, UsageError, storage_error
 from vecpipe.core.index.meta import id_key
 from vecpipe.core.index.vector_index import (
     BuildOptions,
+    Hit,
     SearchResult,
     VectorIndex,
     WriteOptions,
@@ -231,6 +233,7 @@ class ShardedIndex:
 
     def __init__(self, root: Path, shards: list[VectorIndex]):
         self.root, self.shards = root, shards
+        self._pool = None
 
     @classmethod
     def open(cls, path) -> "ShardedIndex":
@@ -249,6 +252,8 @@ class ShardedIndex:
         return cls(root, opened)
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
         for index in self.shards:
             index.close()
 
@@ -273,17 +278,33 @@ class ShardedIndex:
     def check_query(self, provenance: dict) -> None:
         self.shards[0].check_query(provenance)
 
-    def search(self, queries: np.ndarray, k: int = 10, **options) -> SearchResult:
-        """The k best hits per query over every shard: each shard's top k, merged by score."""
-        results = [index.search(queries, k, **options) for index in self.shards]
-        notices = list(dict.fromkeys(n for result in results for n in result.notices))
-        merged = []
-        for rows in zip(*(result.hits for result in results)):
-            best = sorted((hit for row in rows for hit in row), key=lambda hit: -hit.score)[:k]
-            for rank, hit in enumerate(best, start=1):
-                hit.rank = rank
-            merged.append(best)
-        return SearchResult(merged, notices)
+    def search(self, queries: np.ndarray, k: int = 10, *, min_score: float | None = None, **options) -> SearchResult:
+        """The k best hits per query over every shard: each shard's top k labels, merged by score,
+        then only the winners' records read (k rows per query, not k per shard)."""
+        found = self._on_every_shard(lambda index: index.search_labels(queries, k, **options))
+        notices = list(dict.fromkeys(n for _, _, shard_notices in found for n in shard_notices))
+        labels = np.concatenate([shard_labels for shard_labels, _, _ in found], axis=1)
+        scores = np.concatenate([shard_scores for _, shard_scores, _ in found], axis=1)
+        owners = np.concatenate([np.full(shard_labels.shape, shard) for shard, (shard_labels, _, _) in enumerate(found)], axis=1)
+        scores = np.where(labels >= 0, scores, -np.inf)  # a shard with fewer than k rows pads with -1
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]  # ties keep shard order
+        picked = [(np.take_along_axis(a, order, axis=1)) for a in (labels, scores, owners)]
+        keep = picked[0] >= 0 if min_score is None else (picked[0] >= 0) & (picked[1] >= min_score)
+        stored = [index.meta.fetch(picked[0][keep & (picked[2] == shard)]) for shard, index in enumerate(self.shards)]
+        hits = []
+        for row_labels, row_scores, row_owners, row_keep in zip(*(a.tolist() for a in picked), keep.tolist()):
+            kept = [(label, score, owner) for label, score, owner, ok in zip(row_labels, row_scores, row_owners, row_keep) if ok]
+            hits.append([Hit(rank, score, *stored[owner][label]) for rank, (label, score, owner) in enumerate(kept, start=1)])
+        return SearchResult(hits, notices)
+
+    def _on_every_shard(self, work: Callable) -> list:
+        """`work(shard)` for every shard, in shard order, on up to one thread per core: hnswlib
+        searches without the GIL, so shards are searched side by side."""
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(max_workers=min(len(self.shards), os.cpu_count() or 1), thread_name_prefix="vecpipe-shard")
+        return list(self._pool.map(work, self.shards))
 
 
 def open_index(path) -> "VectorIndex | ShardedIndex":
