@@ -1,12 +1,14 @@
 """`vecpipe embed --engine ray` on a local Ray cluster that each run starts and stops (ray.init with
 --workers CPUs): the same records, order and provenance as a local run, vectors equal to cos >=
-0.99999, every record exactly once when an actor dies mid-run, and no Ray import without --engine."""
+0.99999, every record exactly once when an actor dies mid-run, and no Ray import without --engine.
+Refusals are one line with the documented exit code, before any cluster starts where they can be."""
 from __future__ import annotations
 
 import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -80,3 +82,29 @@ def test_without_engine_nothing_imports_ray(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == b"False"
+
+
+def test_an_unreachable_address_is_one_line_and_exit_2_within_seconds(sick):
+    started = time.monotonic()
+    done = vecpipe("embed", "--engine", "ray", "--address", "127.0.0.1:9", sick)  # the discard port: nothing listens
+    assert time.monotonic() - started < 30
+    assert done.returncode == 2 and done.stdout == b""
+    assert done.stderr.decode().splitlines() == ["vecpipe embed: cannot reach the Ray cluster at 127.0.0.1:9 (Connection refused); "
+                                                 "is `ray start --head` running there?"]
+
+
+def test_without_the_extra_the_error_names_it(sick):
+    code = ("import sys; sys.modules['ray'] = None; sys.argv = ['vecpipe', 'embed', '--engine', 'ray', sys.argv[1]]; "
+            "from vecpipe.launch import main; main()")
+    done = subprocess.run([sys.executable, "-c", code, str(sick)], capture_output=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == b""
+    assert done.stderr.decode().splitlines() == ["vecpipe embed: --engine ray needs the ray extra: pip install 'vecpipe[ray]'"]
+
+
+def test_a_malformed_line_is_reported_as_a_local_run_reports_it(tmp_path):
+    path = tmp_path / "docs.jsonl"
+    path.write_text('{"text": "fine"}\n{"text": "cut short"\n{"text": "never read"}\n')
+    on_ray, local = vecpipe("embed", "--engine", "ray", path), vecpipe("embed", path)
+    assert on_ray.returncode == local.returncode == 3
+    assert on_ray.stderr == local.stderr and f"{path}:2: invalid JSON".encode() in on_ray.stderr
+    assert on_ray.stdout == b""  # read whole before the cluster starts: nothing is embedded

@@ -29,6 +29,7 @@ from vecpipe.core.models.batching import WINDOW_RECORDS, EmbeddedWindow, EmbedOp
 from vecpipe.formats.text import TextRecord
 
 RETRIES = 3
+ADDRESS_TIMEOUT_S = 10
 RAY_LOG = os.path.join(tempfile.gettempdir(), "vecpipe-ray.log")  # Ray's own native log lines, kept off stderr
 # Tests set this to a file path: the first actor call that finds the file deletes it and dies,
 # as a killed worker would (Ray must restart the actor and retry its batch).
@@ -109,12 +110,32 @@ def start_ray(address: str | None, workers: int):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=".*ray_remote_args.*")  # max_restarts has no named parameter yet
     if not ray.is_initialized():
+        if address:
+            _check_reachable(address)
         options = {"address": address} if address else {"num_cpus": workers}
-        ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR, **options)
+        try:
+            ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR, **options)
+        except (ConnectionError, RuntimeError, ValueError) as exc:  # Ray's ways of saying it found no cluster there
+            raise UsageError(f"cannot join the Ray cluster at {address or 'this machine'} ({str(exc).splitlines()[0][:200]})") from None
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
     context.enable_progress_bars = False
     return ray
+
+
+def _check_reachable(address: str) -> None:
+    """Refuse an address nothing listens on within seconds: ray.init would retry it for minutes."""
+    import socket
+
+    host, _, port = address.rpartition("://")[2].rpartition(":")
+    if address == "auto" or not host:
+        return  # "auto" (the cluster `ray start` left on this machine) is Ray's to find
+    if not port.isdigit():
+        raise UsageError(f"--address {address!r} is not HOST:PORT")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=ADDRESS_TIMEOUT_S).close()
+    except OSError as exc:
+        raise UsageError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}); is `ray start --head` running there?") from None
 
 
 def _embedder(model_dir: str, pooling: str, options: EmbedOptions) -> type:
@@ -154,10 +175,10 @@ def embed_records_on_ray(model, records: Iterable[TextRecord], options: EmbedOpt
     check_options(model, options)
     if options.on_long == "chunk":
         raise UsageError("--engine ray does not chunk yet; use --on-long truncate or error")
-    ray = start_ray(address, workers)
-    records = list(records)
+    records = list(records)  # read (and checked, line by line) before any cluster starts
     if not records:
         return
+    ray = start_ray(address, workers)
     dataset = ray.data.from_items([{"text": r.text} for r in records], override_num_blocks=max(1, min(len(records) // 256, workers * 8)))
     embedded = dataset.map_batches(
         _embedder(str(model.dir), model.pooling, options),
