@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -84,6 +85,33 @@ def test_without_engine_nothing_imports_ray(tmp_path):
     assert done.stdout.strip() == b"False"
 
 
+@pytest.fixture
+def running_cluster():
+    """A cluster started as users start one (`ray start --head`, token authentication on by default),
+    on a free port of this machine; stopped at the end."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ray = [os.path.join(os.path.dirname(sys.executable), "ray")]
+    subprocess.run([*ray, "start", "--head", "--num-cpus", "2", "--port", str(port), "--include-dashboard", "false",
+                    "--disable-usage-stats"], check=True, capture_output=True, timeout=120)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([*ray, "stop", "--force"], capture_output=True, timeout=120)
+
+
+def test_joining_a_running_cluster_gives_the_local_run(sick, local, running_cluster):
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}  # as a user's shell has it
+    done = subprocess.run([sys.executable, "-m", "vecpipe", "embed", "-q", "--engine", "ray", "--address", running_cluster, str(sick)],
+                          capture_output=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr
+    assert_same_as_local(rows(done.stdout), local)
+    own = vecpipe("embed", "-q", "--engine", "ray", "--workers", "1", sick)  # without --address: a cluster of its own, not this one
+    assert own.returncode == 0, own.stderr
+    assert_same_as_local(rows(own.stdout), local)
+
+
 def test_an_unreachable_address_is_one_line_and_exit_2_within_seconds(sick):
     started = time.monotonic()
     done = vecpipe("embed", "--engine", "ray", "--address", "127.0.0.1:9", sick)  # the discard port: nothing listens
@@ -104,7 +132,19 @@ def test_without_the_extra_the_error_names_it(sick):
 def test_a_malformed_line_is_reported_as_a_local_run_reports_it(tmp_path):
     path = tmp_path / "docs.jsonl"
     path.write_text('{"text": "fine"}\n{"text": "cut short"\n{"text": "never read"}\n')
-    on_ray, local = vecpipe("embed", "--engine", "ray", path), vecpipe("embed", path)
+    local, on_ray = vecpipe("embed", path), vecpipe("embed", "--engine", "ray", path)
     assert on_ray.returncode == local.returncode == 3
-    assert on_ray.stderr == local.stderr and f"{path}:2: invalid JSON".encode() in on_ray.stderr
+    assert on_ray.stderr.splitlines()[-1] == local.stderr.splitlines()[-1] and f"{path}:2: invalid JSON".encode() in on_ray.stderr
     assert on_ray.stdout == b""  # read whole before the cluster starts: nothing is embedded
+
+
+def test_a_text_refused_inside_an_actor_names_its_input_line_and_the_summary_counts_tokens(tmp_path):
+    path = tmp_path / "docs.txt"
+    path.write_text("short\nalso short\n" + "word " * 40 + "\nafter\n")
+    local = vecpipe("embed", "--max-tokens", "16", "--on-long", "error", path)  # first: it says so when it converts the model
+    on_ray = vecpipe("embed", "--engine", "ray", "--workers", "1", "--max-tokens", "16", "--on-long", "error", path)
+    assert on_ray.returncode == local.returncode == 3
+    assert on_ray.stderr == local.stderr.splitlines(keepends=True)[-1] and f"{path}:3: text has 42 tokens, more than --max-tokens 16".encode() in on_ray.stderr
+    truncating = [vecpipe("embed", *engine, "--max-tokens", "16", path).stderr.decode() for engine in (("--engine", "ray"), ())]
+    # [CLS] short [SEP], [CLS] also short [SEP], 16 of the long text's 42, [CLS] after [SEP]
+    assert [summary.split(", ")[:3] for summary in truncating] == [["vecpipe embed: 4 texts", "26 tokens", "1 truncated"]] * 2

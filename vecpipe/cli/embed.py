@@ -174,10 +174,8 @@ def _rate(stats) -> str:
 
 def _summary(job: EmbedJob) -> None:
     stats, read_stats = job.stats, job.read_stats
-    parts = [f"{stats.texts} texts"]
-    if job.cluster is None:  # on Ray the actors count tokens, and they stay there
-        parts.append(f"{stats.tokens} tokens")
-        parts.append(f"{stats.chunks} chunks" if job.options.on_long == "chunk" else f"{stats.truncated} truncated")
+    parts = [f"{stats.texts} texts", f"{stats.tokens} tokens"]
+    parts.append(f"{stats.chunks} chunks" if job.options.on_long == "chunk" else f"{stats.truncated} truncated")
     if read_stats.skipped:
         parts.append(f"{read_stats.skipped} bad lines skipped")
     parts.append(f"{stats.seconds:.2f} s")

@@ -24,7 +24,10 @@ import warnings
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from vecpipe.core.errors import UsageError, VecpipeError
+import numpy as np
+import orjson
+
+from vecpipe.core.errors import DataError, IndexStoreError, ModelError, StorageError, UsageError, VecpipeError
 from vecpipe.core.models.batching import WINDOW_RECORDS, EmbeddedWindow, EmbedOptions, EmbedStats, check_options
 from vecpipe.formats.text import TextRecord
 
@@ -100,6 +103,9 @@ class _RecordsOnly:
 
 def start_ray(address: str | None, workers: int):
     """Join the cluster at `address`, or start a local one with `workers` CPUs."""
+    if address:
+        _check_reachable(address)
+        _send_cluster_token()  # before Ray is imported: it reads its auth mode once, at import
     try:
         import ray
     except ImportError:
@@ -108,11 +114,11 @@ def start_ray(address: str | None, workers: int):
 
     for name in ("ray", "ray.data"):  # Ray's progress and INFO lines are not vecpipe's output
         logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module=r"ray(\.|$)")  # Ray's advice to its own users is not vecpipe's output
     warnings.filterwarnings("ignore", message=".*ray_remote_args.*")  # max_restarts has no named parameter yet
     if not ray.is_initialized():
-        if address:
-            _check_reachable(address)
-        options = {"address": address} if address else {"num_cpus": workers}
+        # "local": a cluster of this run's own, even where `ray start` left one that ray.init would join
+        options = {"address": address} if address else {"address": "local", "num_cpus": workers}
         try:
             ray.init(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR, **options)
         except (ConnectionError, RuntimeError, ValueError) as exc:  # Ray's ways of saying it found no cluster there
@@ -138,34 +144,73 @@ def _check_reachable(address: str) -> None:
         raise UsageError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}); is `ray start --head` running there?") from None
 
 
-def _embedder(model_dir: str, pooling: str, options: EmbedOptions) -> type:
+def _send_cluster_token() -> None:
+    """A cluster from `ray start` (Ray 2.5x and later) requires the token that command saved in
+    ~/.ray/auth_token, and ray.init sends it only under RAY_AUTH_MODE=token: without it a join
+    fails after 20 s of retries. Turned on when a token is at hand (a cluster without auth ignores it)."""
+    has_token = os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH") or (Path.home() / ".ray" / "auth_token").is_file()
+    if "RAY_AUTH_MODE" not in os.environ and has_token:
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
+def _embedder(model, options: EmbedOptions, source: str) -> type:
     """The actor class, its settings bound in (constructor arguments would go through Ray's object
-    store, which it warns cannot survive an actor restart)."""
+    store, which it warns cannot survive an actor restart). Plain values only: the class travels
+    to every actor, and the driver's loaded model must not go with it."""
+    settings = (str(model.dir), model.pooling, model.dim, options, source)
 
     class Embedder(_Embedder):
         def __init__(self):
-            super().__init__(model_dir, pooling, options)
+            super().__init__(*settings)
 
     return Embedder
 
 
 class _Embedder:
-    """One Ray actor: the model loaded once, then batches of texts embedded as a local run does."""
+    """One Ray actor: the model loaded once, then batches of texts embedded as a local run does.
 
-    def __init__(self, model_dir: str, pooling: str, options: EmbedOptions):
-        from vecpipe.core.models.model import open_model
+    Each text keeps its input line, so a refusal here (a text over --max-tokens under --on-long
+    error) names the file and line a local run would. Refusals travel back as data, in an `error`
+    column, because Ray re-raises an actor's exception wrapped, with its cause lost; the model is
+    opened at the first batch for the same reason (a node without the model says so, exit 4).
+    The batch's token and truncation counts ride in the first row of two count columns."""
 
-        self.model = open_model(Path(model_dir), threads=1, pooling=pooling)
-        self.options = options
+    def __init__(self, model_dir: str, pooling: str, dim: int, options: EmbedOptions, source: str):
+        self.model_dir, self.pooling, self.dim, self.options, self.source = model_dir, pooling, dim, options, source
+        self.model = None
 
     def __call__(self, batch: dict) -> dict:
-        from vecpipe.core.models.batching import embed_texts
-
         marker = os.environ.get(CRASH_ONCE_ENV)
         if marker and os.path.exists(marker):
             os.remove(marker)
             os._exit(1)
-        return {"embedding": embed_texts(self.model, [str(text) for text in batch["text"]], self.options)}
+        rows = len(batch["text"])
+        tokens, truncated, errors = np.zeros(rows, np.int64), np.zeros(rows, np.int64), np.full(rows, "", dtype=object)
+        try:
+            vectors, stats = self._embed(batch)
+        except VecpipeError as exc:
+            errors[0] = orjson.dumps({"kind": type(exc).__name__, "message": exc.message, "source": exc.source, "line": exc.line}).decode()
+            return {"embedding": np.zeros((rows, self.dim), np.float32), "tokens": tokens, "truncated": truncated, "error": errors}
+        tokens[0], truncated[0] = stats.tokens, stats.truncated
+        return {"embedding": vectors, "tokens": tokens, "truncated": truncated, "error": errors}
+
+    def _embed(self, batch: dict) -> tuple[np.ndarray, EmbedStats]:
+        from vecpipe.core.models.batching import embed_records
+        from vecpipe.core.models.model import open_model
+
+        if self.model is None:
+            self.model = open_model(Path(self.model_dir), threads=1, pooling=self.pooling)
+        records = [TextRecord(i, str(text), {}, int(line)) for i, (text, line) in enumerate(zip(batch["text"], batch["line"]))]
+        stats = EmbedStats()
+        windows = embed_records(self.model, records, self.options, self.source, stats)
+        return np.concatenate([w.vectors for w in windows]), stats
+
+
+def _refusal(error: str) -> VecpipeError:
+    """The VecpipeError an actor sent back in its `error` column."""
+    fields = orjson.loads(error)
+    kinds = {kind.__name__: kind for kind in (UsageError, DataError, ModelError, IndexStoreError, StorageError)}
+    return kinds.get(fields["kind"], VecpipeError)(fields["message"], fields["source"], fields["line"])
 
 
 def embed_records_on_ray(model, records: Iterable[TextRecord], options: EmbedOptions, source: str, stats: EmbedStats,
@@ -179,11 +224,12 @@ def embed_records_on_ray(model, records: Iterable[TextRecord], options: EmbedOpt
     if not records:
         return
     ray = start_ray(address, workers)
-    dataset = ray.data.from_items([{"text": r.text} for r in records], override_num_blocks=max(1, min(len(records) // 256, workers * 8)))
+    blocks = max(1, min(len(records) // 256, workers * 8))
+    dataset = ray.data.from_items([{"text": r.text, "line": r.line} for r in records], override_num_blocks=blocks)
     embedded = dataset.map_batches(
-        _embedder(str(model.dir), model.pooling, options),
+        _embedder(model, options, source),
         batch_size=min(WINDOW_RECORDS, 512),
-        compute=ray.data.ActorPoolStrategy(size=workers),
+        compute=ray.data.ActorPoolStrategy(size=min(workers, blocks)),  # no actor without a block to embed
         num_cpus=1,
         max_restarts=RETRIES,
         max_task_retries=RETRIES,
@@ -192,16 +238,15 @@ def embed_records_on_ray(model, records: Iterable[TextRecord], options: EmbedOpt
     batches = embedded.iter_batches(batch_size=None, batch_format="numpy")
     try:
         for batch in batches:
+            if batch["error"][0]:
+                raise _refusal(batch["error"][0])
             vectors = batch["embedding"]
             window = records[start : start + len(vectors)]
             start += len(vectors)
             stats.texts += len(window)
+            stats.tokens += int(batch["tokens"].sum())
+            stats.truncated += int(batch["truncated"].sum())
             yield EmbeddedWindow(window, vectors, None)
-    except Exception as exc:  # a vecpipe error inside an actor comes back wrapped by Ray
-        cause = getattr(exc, "cause", None)
-        if isinstance(cause, VecpipeError):
-            raise cause from None
-        raise
     finally:
         # Stops Ray Data's executor threads now: after ray.shutdown() they would make Ray's C++ core
         # end the process (exit 1), as when a reader leaves early (| head).
@@ -210,3 +255,4 @@ def embed_records_on_ray(model, records: Iterable[TextRecord], options: EmbedOpt
             close()
     if start != len(records):
         raise VecpipeError(f"the Ray run returned {start} vectors for {len(records)} records", source)
+
