@@ -80,7 +80,7 @@ def search(
         request.check(index, has_text=True)
         if request.mode != "dense":
             index.start_loading_lexical()
-        embedder = _QueryEmbedder(index.provenance, model)
+        embedder = _QueryEmbedder(index.provenance, model, one_off=query is not None)
         sink = _sink(out_format, as_json, run_name)
         shown: set[str] = set()
         needs_vectors = request.mode != "lexical"
@@ -101,9 +101,10 @@ class _QueryEmbedder:
     """Embeds text queries as the index's vectors were made: its model, the model's `query` prompt,
     and the same prefix truncation. Loaded on first use, so vector queries never load a model."""
 
-    def __init__(self, index_provenance: dict, model: str | None):
+    def __init__(self, index_provenance: dict, model: str | None, one_off: bool):
         self.index_provenance = index_provenance
         self.location = model
+        self.one_off = one_off  # one query: the model loads light (see Model.prepack_weights)
         self._model = None
         self._provenance: dict = {}
 
@@ -132,6 +133,7 @@ class _QueryEmbedder:
                 "(vecpipe embed --prompt query | vecpipe truncate --pca-file FILE ...) and pipe the vector records"
             )
         self._model = load_model(self.location or prov["model"], layers=prov.get("layer"), pooling=prov.get("pooling"), notify=say)
+        self._model.prepack_weights = not self.one_off
         self._provenance = self._model.provenance(self._model.query_prompt())
         if prov.get("truncate_dim"):
             from vecpipe.core.vectors.truncate import truncated_provenance
