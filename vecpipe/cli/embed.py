@@ -126,7 +126,7 @@ class EmbedJob:
     def _streams_kept_from_ray(self):
         if self.cluster is None:
             return contextlib.nullcontext()
-        from vecpipe.core.models.ray_engine import ray_output_aside
+        from vecpipe.core.cluster import ray_output_aside
 
         return ray_output_aside()
 

@@ -93,6 +93,9 @@ def build(
     bm25_k1: float = typer.Option(1.5, "--bm25-k1", min=0, max=100, help="BM25 k1 (term-frequency saturation)."),
     bm25_b: float = typer.Option(0.75, "--bm25-b", min=0, max=1, help="BM25 b (length normalization)."),
     bm25_method: str = typer.Option("lucene", "--bm25-method", help="BM25 variant: lucene, robertson, atire, bm25l or bm25+."),
+    engine: str = typer.Option("local", "--engine", metavar="local|ray", help="With --shards: ray builds each shard in a task on a Ray cluster (the `ray` extra; docs/SCALE.md)."),
+    address: Optional[str] = typer.Option(None, "--address", help="--engine ray: the cluster to join (HOST:PORT); default: a local one for this run."),
+    workers: int = typer.Option(2, "--workers", min=1, max=4096, help="--engine ray without --address: the local cluster's CPUs."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress and no summary."),
 ) -> None:
     """Build an index from vector records."""
@@ -107,7 +110,18 @@ def build(
         metric=metric, M=M, ef_construction=ef_construction, quantize=quantize,
         keep_float=keep_float, calibration=calibration, overwrite=overwrite, lexical=settings,
     )
-    if shards:
+    if engine not in ("local", "ray"):
+        raise typer.BadParameter("--engine must be local or ray")
+    if engine == "ray" and not shards:
+        raise typer.BadParameter("--engine ray builds shards: give --shards N")
+    if engine == "ray":
+        from vecpipe.core.cluster import ray_output_aside
+        from vecpipe.core.index.ray_build import build_sharded_on_ray
+
+        with ray_output_aside():
+            report = build_sharded_on_ray(output, _read_batches(inputs, quiet), shards, options, _write_options(threads, order, seed),
+                                          workers=workers, address=address)
+    elif shards:
         from vecpipe.core.index.shards import build_sharded
 
         report = build_sharded(output, _read_batches(inputs, quiet), shards, options, _write_options(threads, order, seed))

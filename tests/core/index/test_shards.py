@@ -146,3 +146,13 @@ def test_the_cli_builds_searches_adds_and_deletes_a_sharded_index(tmp_path, tiny
     assert info["count"] == 29 and info["shards"] == 3
     refused = runner.invoke(app, ["search", index, "salt", "--mode", "hybrid", "-m", str(tiny_model_dir)])
     assert refused.exit_code == 2 and "lexical part" in refused.stderr
+
+
+def test_a_shard_that_no_record_reaches_builds_empty(tmp_path):
+    """Its writer stages only the first, empty batch (hnswlib refused an empty add, and the error,
+    raised after the shard's stream had ended, left the router waiting forever)."""
+    only = VectorBatch(["only-one"], [{}], np.ones((1, 8), np.float32), {"dim": 8, "normalized": False}, [1], "one.jsonl")
+    report = build_sharded(tmp_path / "few.idx", iter([only]), 3)
+    assert report.count == 1 and sorted(sharded_info(tmp_path / "few.idx")["shard_counts"]) == [0, 0, 1]
+    with ShardedIndex.open(tmp_path / "few.idx") as index:
+        assert [h.id for h in index.search(np.ones((1, 8), np.float32), 5).hits[0]] == ["only-one"]

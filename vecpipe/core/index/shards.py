@@ -88,19 +88,32 @@ def read_layout(root: Path) -> int:
 
 def build_sharded(path, batches: Iterable, shards: int, options: BuildOptions | None = None, write: WriteOptions | None = None) -> WriteReport:
     """Build a sharded index of `shards` sub-indexes at `path` from VectorBatches."""
-    root, options = Path(path), options or BuildOptions()
+    options = options or BuildOptions()
+    return build_staged(path, shards, options, lambda staged: fan_out(
+        batches, shards, lambda i, stream: build_index(staged / f"s{i:03d}", stream, options, write)))
+
+
+def build_staged(path, shards: int, options: BuildOptions, build_shards: Callable[[Path], list[WriteReport]]) -> WriteReport:
+    """What every sharded build shares: the checks, a staging directory beside `path`, the layout
+    file and one atomic publish. `build_shards(staged)` writes the shards s000.. into the stage."""
+    root = Path(path)
     _check_build(root, shards, options)
     staged = None
     try:
         with signals_held():
             staged = make_temp_dir_beside(root)
-        reports = _fan_out(batches, shards, lambda i, stream: build_index(staged / f"s{i:03d}", stream, options, write))
-        write_bytes_atomic(staged / SHARDS_FILE, orjson.dumps({"format_version": FORMAT_VERSION, "shards": shards, "router": "sha256-id-key"}))
+        reports = build_shards(staged)
+        write_bytes_atomic(staged / SHARDS_FILE, _layout_bytes(shards))
         _publish(staged, root, options.overwrite)
     finally:
         if staged is not None:
             shutil.rmtree(staged, ignore_errors=True)
-    return _total(reports)
+    return _summed_reports(reports)
+
+
+def _layout_bytes(shards: int) -> bytes:
+    """The SHARDS.json of an index of `shards` shards."""
+    return orjson.dumps({"format_version": FORMAT_VERSION, "shards": shards, "router": "sha256-id-key"})
 
 
 def _check_build(root: Path, shards: int, options: BuildOptions) -> None:
@@ -141,7 +154,7 @@ def add_sharded(path, batches: Iterable, write: WriteOptions | None = None) -> W
             return WriteReport(count=index_info(dirs[i])["count"])
         return add_to_index(dirs[i], itertools.chain([head], rows), write)
 
-    return _total(_fan_out(batches, len(dirs), add_shard))
+    return _summed_reports(fan_out(batches, len(dirs), add_shard))
 
 
 def delete_sharded(path, ids: Iterable) -> WriteReport:
@@ -153,21 +166,24 @@ def delete_sharded(path, ids: Iterable) -> WriteReport:
         by_shard.setdefault(shard_of(record_id, shards), []).append(record_id)
     dirs = shard_dirs(root, shards)
     reports = [delete_from_index(dirs[i], wanted) for i, wanted in sorted(by_shard.items())]
-    total = _total(reports)
+    total = _summed_reports(reports)
     total.count = sum(index_info(d)["count"] for d in dirs)
     return total
 
 
-def _fan_out(batches: Iterable, shards: int, write_shard: Callable[[int, Iterator], WriteReport]) -> list[WriteReport]:
+def fan_out(batches: Iterable, shards: int, write_shard: Callable[[int, Iterator], WriteReport]) -> list[WriteReport]:
     """Route each batch's rows to their shards' writers, one thread each; the first error wins."""
     queues = [queue.Queue(maxsize=_QUEUE_BATCHES) for _ in range(shards)]
     results: list = [None] * shards
     failed = threading.Event()
     done = object()
 
+    ended = [False] * shards
+
     def stream(i: int) -> Iterator:
         while (item := queues[i].get()) is not done:
             yield item
+        ended[i] = True
 
     def run(i: int) -> None:
         try:
@@ -175,7 +191,7 @@ def _fan_out(batches: Iterable, shards: int, write_shard: Callable[[int, Iterato
         except BaseException as exc:  # re-raised in the caller's thread below
             results[i] = exc
             failed.set()
-            while queues[i].get() is not done:  # keep draining so the router never blocks on this shard
+            while not ended[i] and queues[i].get() is not done:  # keep draining so the router never blocks on this shard
                 pass
 
     threads = [threading.Thread(target=run, args=(i,), daemon=True, name=f"vecpipe-shard-{i}") for i in range(shards)]
@@ -213,7 +229,7 @@ def _split(batch, shards: int) -> list:
     return parts
 
 
-def _total(reports: list[WriteReport]) -> WriteReport:
+def _summed_reports(reports: list[WriteReport]) -> WriteReport:
     total = WriteReport()
     for report in reports:
         total.added += report.added

@@ -255,7 +255,8 @@ class _Writer:
         if self.options.order == "random":
             order = np.random.default_rng(self.options.seed).permutation(len(labels))
             matrix, labels = matrix[order], labels[order]
-        self.backend.add(matrix, labels, self.options.threads)
+        if len(labels):  # a shard that no record reached stages only its first, empty batch
+            self.backend.add(matrix, labels, self.options.threads)
         self.pending, self.pending_labels, self.dropped = [], set(), set()
 
     def finish(self) -> WriteReport:
