@@ -67,13 +67,26 @@ def test_an_actor_that_dies_is_retried_and_every_record_comes_out_once(sick, loc
     assert_same_as_local(rows(done.stdout), local)
 
 
-def test_npy_output_and_refusals(sick, tmp_path):
+def test_npy_output(sick, tmp_path):
     out = tmp_path / "v.npy"
     done = vecpipe("embed", "-q", "--engine", "ray", "--workers", "1", "--format", "npy", "-o", out, sick)
     assert done.returncode == 0, done.stderr
     assert np.load(out).shape == (2000, 384) and len((tmp_path / "v.meta.jsonl").read_text().splitlines()) == 2000
-    chunked = vecpipe("embed", "--engine", "ray", "--on-long", "chunk", sick)
-    assert chunked.returncode == 2 and b"does not chunk yet" in chunked.stderr
+
+
+@pytest.mark.parametrize("aggregate", [[], ["--aggregate", "mean"]], ids=["chunk rows", "mean of chunks"])
+def test_long_texts_chunk_on_ray_as_they_do_locally(aggregate, tmp_path):
+    """300 SciFact abstracts in 64-token chunks: the same rows (ids `<id>#<n>`, spans, fields) and vectors."""
+    corpus = tmp_path / "scifact300.jsonl"
+    corpus.write_bytes(b"".join((SHARED_DATA / "scifact" / "corpus.jsonl").read_bytes().splitlines(keepends=True)[:300]))
+    options = ["-q", "--on-long", "chunk", "--max-tokens", "64", *aggregate]
+    local, on_ray = vecpipe("embed", *options, corpus), vecpipe("embed", "--engine", "ray", "--workers", "2", *options, corpus)
+    assert on_ray.returncode == local.returncode == 0, on_ray.stderr
+    a, b = rows(local.stdout), rows(on_ray.stdout)
+    assert [{k: v for k, v in r.items() if k != "embedding"} for r in b] == [{k: v for k, v in r.items() if k != "embedding"} for r in a]
+    assert len(a) > 600 if not aggregate else len(a) == 300  # every abstract, in chunks or averaged
+    x, y = np.array([r["embedding"] for r in a]), np.array([r["embedding"] for r in b])
+    assert ((x * y).sum(1) / np.linalg.norm(x, axis=1) / np.linalg.norm(y, axis=1)).min() >= 0.99999
 
 
 def test_without_engine_nothing_imports_ray(tmp_path):

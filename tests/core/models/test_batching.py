@@ -70,7 +70,10 @@ def test_chunk_mean_aggregate_gives_one_unit_vector_per_text(tiny):
     opts = EmbedOptions(on_long="chunk", overlap=4, max_tokens=32, aggregate="mean")
     (window,) = embed_records(tiny, records([text, "small"]), opts, "t")
     assert window.vectors.shape == (2, 32) and window.pieces is None
+    assert window.vectors.dtype == np.float32  # was float64 (int64 chunk counts), written as dtype float64 records
     np.testing.assert_allclose(np.linalg.norm(window.vectors, axis=1), 1, atol=1e-5)
+    unnormalized = EmbedOptions(on_long="chunk", overlap=4, max_tokens=32, aggregate="mean", normalize=False)
+    assert next(iter(embed_records(tiny, records([text]), unnormalized, "t"))).vectors.dtype == np.float32
 
 
 def test_prompt_prefix_changes_vectors_and_unknown_prompt_is_refused(tiny):

@@ -242,7 +242,7 @@ def _mean_by_record(window: Window, vectors: np.ndarray, normalize: bool) -> np.
     owners = np.fromiter((p.record for p in window.pieces), dtype=np.int64, count=len(window.pieces))
     sums = np.zeros((len(window.records), vectors.shape[1]), dtype=np.float32)
     np.add.at(sums, owners, vectors)
-    means = sums / np.bincount(owners, minlength=len(window.records))[:, None]
+    means = sums / np.bincount(owners, minlength=len(window.records)).astype(np.float32)[:, None]  # int64 counts would make float64
     return l2_normalize(means) if normalize else means
 
 

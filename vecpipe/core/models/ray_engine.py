@@ -23,7 +23,7 @@ import orjson
 
 from vecpipe.core.cluster import start_ray
 from vecpipe.core.errors import DataError, IndexStoreError, ModelError, StorageError, UsageError, VecpipeError
-from vecpipe.core.models.batching import WINDOW_RECORDS, EmbeddedWindow, EmbedOptions, EmbedStats, check_options
+from vecpipe.core.models.batching import WINDOW_RECORDS, EmbeddedWindow, EmbedOptions, EmbedStats, Piece, check_options
 from vecpipe.formats.text import TextRecord
 
 RETRIES = 3
@@ -52,7 +52,9 @@ class _Embedder:
     error) names the file and line a local run would. Refusals travel back as data, in an `error`
     column, because Ray re-raises an actor's exception wrapped, with its cause lost; the model is
     opened at the first batch for the same reason (a node without the model says so, exit 4).
-    The batch's token and truncation counts ride in the first row of two count columns."""
+    Output rows are records, or chunks under --on-long chunk: each row names its record's position
+    in the input and, for a chunk, its number and spans (-1: none). The batch's token, truncation
+    and chunk counts ride in the first row of three count columns."""
 
     def __init__(self, model_dir: str, pooling: str, dim: int, options: EmbedOptions, source: str):
         self.model_dir, self.pooling, self.dim, self.options, self.source = model_dir, pooling, dim, options, source
@@ -63,26 +65,53 @@ class _Embedder:
         if marker and os.path.exists(marker):
             os.remove(marker)
             os._exit(1)
-        rows = len(batch["text"])
-        tokens, truncated, errors = np.zeros(rows, np.int64), np.zeros(rows, np.int64), np.full(rows, "", dtype=object)
         try:
-            vectors, stats = self._embed(batch)
+            return self._embed(batch)
         except VecpipeError as exc:
-            errors[0] = orjson.dumps({"kind": type(exc).__name__, "message": exc.message, "source": exc.source, "line": exc.line}).decode()
-            return {"embedding": np.zeros((rows, self.dim), np.float32), "tokens": tokens, "truncated": truncated, "error": errors}
-        tokens[0], truncated[0] = stats.tokens, stats.truncated
-        return {"embedding": vectors, "tokens": tokens, "truncated": truncated, "error": errors}
+            refusal = orjson.dumps({"kind": type(exc).__name__, "message": exc.message, "source": exc.source, "line": exc.line}).decode()
+            return {**_columns(np.zeros((1, self.dim), np.float32), [int(batch["position"][0])], [None], EmbedStats()),
+                    "error": np.array([refusal], dtype=object)}
 
-    def _embed(self, batch: dict) -> tuple[np.ndarray, EmbedStats]:
+    def _embed(self, batch: dict) -> dict:
         from vecpipe.core.models.batching import embed_records
         from vecpipe.core.models.model import open_model
 
         if self.model is None:
             self.model = open_model(Path(self.model_dir), threads=1, pooling=self.pooling)
         records = [TextRecord(i, str(text), {}, int(line)) for i, (text, line) in enumerate(zip(batch["text"], batch["line"]))]
-        stats = EmbedStats()
-        windows = embed_records(self.model, records, self.options, self.source, stats)
-        return np.concatenate([w.vectors for w in windows]), stats
+        stats, positions, pieces, vectors = EmbedStats(), [], [], []
+        for window in embed_records(self.model, records, self.options, self.source, stats):
+            rows = window.pieces or [None] * len(window.records)
+            positions += [int(batch["position"][window.records[p.record if p else n].id]) for n, p in enumerate(rows)]
+            pieces += rows
+            vectors.append(window.vectors)
+        return {**_columns(np.concatenate(vectors), positions, pieces, stats), "error": np.full(len(positions), "", dtype=object)}
+
+
+def _columns(vectors: np.ndarray, positions: list[int], pieces: list, stats: EmbedStats) -> dict:
+    def counted(value: int) -> np.ndarray:
+        column = np.zeros(len(positions), np.int64)
+        column[0] = value
+        return column
+
+    def span(which: str, end: int) -> np.ndarray:
+        return np.array([getattr(p, which)[end] if p and getattr(p, which) else -1 for p in pieces], np.int64)
+
+    return {"embedding": vectors, "position": np.array(positions, np.int64),
+            "chunk": np.array([p.chunk if p and p.chunk is not None else -1 for p in pieces], np.int64),
+            "token_start": span("token_span", 0), "token_end": span("token_span", 1),
+            "char_start": span("char_span", 0), "char_end": span("char_span", 1),
+            "tokens": counted(stats.tokens), "truncated": counted(stats.truncated), "chunks": counted(stats.chunks)}
+
+
+def _window(records: list[TextRecord], batch: dict) -> EmbeddedWindow:
+    """The window a local run would have yielded for this output batch."""
+    first, last = int(batch["position"][0]), int(batch["position"][-1])
+    if (batch["chunk"] < 0).all():
+        return EmbeddedWindow(records[first : last + 1], batch["embedding"], None)
+    pieces = [Piece(int(position) - first, [], int(chunk), (int(ts), int(te)), None if cs < 0 else (int(cs), int(ce)))
+              for position, chunk, ts, te, cs, ce in zip(*(batch[c] for c in ("position", "chunk", "token_start", "token_end", "char_start", "char_end")))]
+    return EmbeddedWindow(records[first : last + 1], batch["embedding"], pieces)
 
 
 def _refusal(error: str) -> VecpipeError:
@@ -97,14 +126,12 @@ def embed_records_on_ray(model, records: Iterable[TextRecord], options: EmbedOpt
     """embed_records' windows, computed by `workers` Ray actors; the texts are read whole first.
     Run it inside ray_output_aside() when stdout carries data."""
     check_options(model, options)
-    if options.on_long == "chunk":
-        raise UsageError("--engine ray does not chunk yet; use --on-long truncate or error")
     records = list(records)  # read (and checked, line by line) before any cluster starts
     if not records:
         return
     ray = start_ray(address, workers)
     blocks = max(1, min(len(records) // 256, workers * 8))
-    dataset = ray.data.from_items([{"text": r.text, "line": r.line} for r in records], override_num_blocks=blocks)
+    dataset = ray.data.from_items([{"text": r.text, "line": r.line, "position": n} for n, r in enumerate(records)], override_num_blocks=blocks)
     embedded = dataset.map_batches(
         _embedder(model, options, source),
         batch_size=min(WINDOW_RECORDS, 512),
@@ -113,25 +140,27 @@ def embed_records_on_ray(model, records: Iterable[TextRecord], options: EmbedOpt
         max_restarts=RETRIES,
         max_task_retries=RETRIES,
     )
-    start = 0
+    done = 0
     batches = embedded.iter_batches(batch_size=None, batch_format="numpy")
     try:
         for batch in batches:
             if batch["error"][0]:
                 raise _refusal(batch["error"][0])
-            vectors = batch["embedding"]
-            window = records[start : start + len(vectors)]
-            start += len(vectors)
-            stats.texts += len(window)
+            window = _window(records, batch)
+            if int(batch["position"][0]) != done:  # preserve_order: each batch starts where the last ended
+                raise VecpipeError(f"the Ray run returned record {int(batch['position'][0])} where {done} was due", source)
+            done += len(window.records)
+            stats.texts += len(window.records)
             stats.tokens += int(batch["tokens"].sum())
             stats.truncated += int(batch["truncated"].sum())
-            yield EmbeddedWindow(window, vectors, None)
+            stats.chunks += int(batch["chunks"].sum())
+            yield window
     finally:
         # Stops Ray Data's executor threads now: after ray.shutdown() they would make Ray's C++ core
         # end the process (exit 1), as when a reader leaves early (| head).
         close = getattr(batches, "close", None)
         if close is not None:
             close()
-    if start != len(records):
-        raise VecpipeError(f"the Ray run returned {start} vectors for {len(records)} records", source)
+    if done != len(records):
+        raise VecpipeError(f"the Ray run returned {done} of {len(records)} records", source)
 
