@@ -66,3 +66,24 @@ def test_a_prompt_change_is_a_change_and_another_model_is_refused(tmp_path, inde
     assert "0 embedded" in sync(prompted, tiny_model_dir, corpus())  # later syncs keep the index's prompt
     refused = runner.invoke(app, ["index", "sync", str(index), "-m", "all-MiniLM-L6-v2"], corpus())
     assert refused.exit_code == 3 and "differs from the index's" in refused.stderr
+
+
+def test_a_sharded_index_syncs_each_record_in_its_own_shard(tmp_path, tiny_model_dir):
+    from vecpipe.core.index.meta import id_key
+    from vecpipe.core.index.shards import shard_of, shard_of_key, sharded_text_hashes
+    from vecpipe.core.index.vector_index import stored_text_hashes
+
+    vectors = runner.invoke(app, ["embed", "-q", "-m", str(tiny_model_dir)], corpus()).stdout
+    path = tmp_path / "sharded.idx"
+    assert runner.invoke(app, ["index", "build", "-q", "--shards", "3", "-o", str(path)], vectors).exit_code == 0
+    assert "100 embedded (100 not synced before, 0 changed), 0 unchanged; 100 records" in sync(path, tiny_model_dir, corpus())
+    assert "0 embedded (0 not synced before, 0 changed), 100 unchanged" in sync(path, tiny_model_dir, corpus())
+    generations = {shard.name: (shard / "CURRENT").read_text() for shard in sorted(path.glob("s0*"))}
+    out = sync(path, tiny_model_dir, corpus({"d7": "sentence seven, rewritten"}))
+    assert "1 embedded (0 not synced before, 1 changed), 99 unchanged; 100 records" in out
+    changed = {shard.name for shard in sorted(path.glob("s0*")) if (shard / "CURRENT").read_text() != generations[shard.name]}
+    assert changed == {f"s{shard_of('d7', 3):03d}"}  # only d7's shard got a new generation
+    keys = [id_key(f"d{i}") for i in range(100)]
+    assert len(sharded_text_hashes(path, keys)) == 100
+    for n, shard in enumerate(sorted(path.glob("s0*"))):  # each shard holds the hashes of its own records only
+        assert set(stored_text_hashes(shard, keys)) == {key for key in keys if shard_of_key(key, 3) == n}

@@ -212,24 +212,23 @@ def sync(
 ) -> None:
     """Embed only new or changed records into the index: a record whose text, model and prompt hash
     to what the index recorded for its id is skipped (the hashes live in the index's metadata store)."""
-    from vecpipe.core.errors import UsageError
-    from vecpipe.core.index.shards import is_sharded
+    from vecpipe.core.index.shards import add_sharded, is_sharded, peek_provenance, sharded_text_hashes
     from vecpipe.core.index.store import is_index_dir
-    from vecpipe.core.index.vector_index import WriteOptions, add_to_index, build_index, peek_provenance, stored_text_hashes
+    from vecpipe.core.index.vector_index import WriteOptions, add_to_index, build_index, stored_text_hashes
 
-    if is_sharded(directory):
-        raise UsageError("index sync does not support sharded indexes yet; use index add")
-    exists = is_index_dir(directory)
+    sharded = is_sharded(directory)
+    exists = sharded or is_index_dir(directory)
     known = peek_provenance(directory) if exists else {}
+    stored_hashes, add = (sharded_text_hashes, add_sharded) if sharded else (stored_text_hashes, add_to_index)
     embedder = _SyncEmbedder(model or known.get("model"), known.get("prompt", prompt), known)
     keyed = [(embedder.key(r), embedder.text_hash(r), r) for r in embedder.read(inputs or [STDIN], field)]
-    stored = stored_text_hashes(directory, [key for key, _, _ in keyed]) if exists else {}
+    stored = stored_hashes(directory, [key for key, _, _ in keyed]) if exists else {}
     changed = [(key, digest, r) for key, digest, r in keyed if stored.get(key) != digest]
     count = None
     if changed:
         batches = embedder.batches([r for _, _, r in changed])
         write = WriteOptions(text_hashes={key: digest for key, digest, _ in changed})
-        count = (add_to_index(directory, batches, write) if exists else build_index(directory, batches, write=write)).count
+        count = (add(directory, batches, write) if exists else build_index(directory, batches, write=write)).count
     if not quiet:
         new = sum(key not in stored for key, _, _ in changed)
         say(f"synced {directory}: {len(changed)} embedded ({new} not synced before, {len(changed) - new} changed), {len(keyed) - len(changed)} unchanged"

@@ -48,7 +48,9 @@ from vecpipe.core.index.vector_index import (
     build_index,
     delete_from_index,
     index_info,
+    stored_text_hashes,
 )
+from vecpipe.core.index.vector_index import peek_provenance as peek_index_provenance
 
 SHARDS_FILE = "SHARDS.json"
 FORMAT_VERSION = 1
@@ -61,7 +63,12 @@ def is_sharded(path) -> bool:
 
 
 def shard_of(record_id, shards: int) -> int:
-    return int.from_bytes(hashlib.sha256(id_key(record_id).encode("utf-8")).digest()[:8], "big") % shards
+    return shard_of_key(id_key(record_id), shards)
+
+
+def shard_of_key(key: str, shards: int) -> int:
+    """The shard of an id already written as the metadata store's key."""
+    return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big") % shards
 
 
 def shard_dirs(root: Path, shards: int) -> list[Path]:
@@ -152,9 +159,34 @@ def add_sharded(path, batches: Iterable, write: WriteOptions | None = None) -> W
         head = next(rows, None)
         if head is None:
             return WriteReport(count=index_info(dirs[i])["count"])
-        return add_to_index(dirs[i], itertools.chain([head], rows), write)
+        return add_to_index(dirs[i], itertools.chain([head], rows), _own_hashes(write, i, len(dirs)))
 
     return _summed_reports(fan_out(batches, len(dirs), add_shard))
+
+
+def _own_hashes(write: WriteOptions | None, shard: int, shards: int) -> WriteOptions | None:
+    """`index sync`'s text hashes for the ids this shard holds only."""
+    if write is None or not write.text_hashes:
+        return write
+    return replace(write, text_hashes={key: digest for key, digest in write.text_hashes.items() if shard_of_key(key, shards) == shard})
+
+
+def peek_provenance(path) -> dict:
+    """The provenance of an index's vectors (its first shard's, when sharded), from a manifest alone."""
+    root = Path(path)
+    if is_sharded(root):
+        root = shard_dirs(root, read_layout(root))[0]
+    return peek_index_provenance(root)
+
+
+def sharded_text_hashes(path, keys: Iterable[str]) -> dict[str, str]:
+    """stored_text_hashes over a sharded index: each key asked of the shard it hashes to."""
+    root = Path(path)
+    dirs = shard_dirs(root, read_layout(root))
+    by_shard: dict[int, list[str]] = {}
+    for key in keys:
+        by_shard.setdefault(shard_of_key(key, len(dirs)), []).append(key)
+    return {key: digest for i, wanted in by_shard.items() for key, digest in stored_text_hashes(dirs[i], wanted).items()}
 
 
 def delete_sharded(path, ids: Iterable) -> WriteReport:
