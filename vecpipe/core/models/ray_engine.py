@@ -3,7 +3,7 @@
 Ray Data's standard pattern for batch inference: a dataset of the texts, `map_batches` over a pool
 of stateful actors, each of which loads the model once (one onnxruntime thread per actor, one
 actor per CPU asked for) and embeds its batches with the same token-budget, length-sorted batching
-as a local run (batching.embed_texts). `preserve_order` keeps the output in input order, so the
+as a local run (batching.embed_records). `preserve_order` keeps the output in input order, so the
 records, ids and provenance are a local run's; only batch boundaries differ, which moves vectors
 by float rounding. An actor that dies is restarted and its batch retried by Ray, so every record
 still comes out exactly once.
