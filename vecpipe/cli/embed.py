@@ -156,7 +156,6 @@ class EmbedJob:
             if progress:
                 progress.stop()
 
-
     def _windows(self, records, source: str):
         from vecpipe.core.models.batching import embed_records
 

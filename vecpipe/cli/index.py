@@ -114,19 +114,19 @@ def build(
         raise typer.BadParameter("--engine must be local or ray")
     if engine == "ray" and not shards:
         raise typer.BadParameter("--engine ray builds shards: give --shards N")
+    batches, write = _read_batches(inputs, quiet), _write_options(threads, order, seed)
     if engine == "ray":
         from vecpipe.core.cluster import ray_output_aside
         from vecpipe.core.index.ray_build import build_sharded_on_ray
 
         with ray_output_aside():
-            report = build_sharded_on_ray(output, _read_batches(inputs, quiet), shards, options, _write_options(threads, order, seed),
-                                          workers=workers, address=address)
+            report = build_sharded_on_ray(output, batches, shards, options, write, workers=workers, address=address)
     elif shards:
         from vecpipe.core.index.shards import build_sharded
 
-        report = build_sharded(output, _read_batches(inputs, quiet), shards, options, _write_options(threads, order, seed))
+        report = build_sharded(output, batches, shards, options, write)
     else:
-        report = build_index(output, _read_batches(inputs, quiet), options, _write_options(threads, order, seed))
+        report = build_index(output, batches, options, write)
     _report("built", output, report, quiet)
 
 

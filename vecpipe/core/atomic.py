@@ -54,12 +54,10 @@ def atomic_file(target: os.PathLike | str, mode: str = "wb") -> Iterator:
             os.fsync(fh.fileno())
         os.replace(tmp, target)
     except OSError as exc:
-        if tmp is not None:
-            _unlink_quietly(tmp)
+        _unlink_quietly(tmp)
         raise storage_error(exc, target) from exc
     except BaseException:
-        if tmp is not None:
-            _unlink_quietly(tmp)
+        _unlink_quietly(tmp)
         raise
 
 
@@ -101,9 +99,11 @@ def write_bytes_atomic(target: os.PathLike | str, data: bytes) -> None:
         fh.write(data)
 
 
-def _unlink_quietly(path: str) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(path)
+def _unlink_quietly(path: str | None) -> None:
+    """Remove a temp file, if one was made (None: interrupted before it was)."""
+    if path is not None:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
 
 
 def make_temp_dir_beside(target: Path) -> Path:

@@ -67,7 +67,8 @@ def _spill(directory: Path, stream: Iterator) -> Spill:
     first = None
     with VectorWriter(None, "npy", npy_path=str(directory / "vectors.npy")) as writer:
         for batch in stream:
-            first = first or batch
+            if first is None:  # its dim and provenance, should no row reach this shard
+                first = batch
             if not len(batch):
                 continue
             if batch.source not in sources:
@@ -97,12 +98,12 @@ def _spilled_batches(spill: Spill) -> Iterator:
         lines, sources = origin["line"], origin["source"]
     start = 0
     for batch in read_vectors(str(spill.vectors), note=lambda _: None):
-        rows = slice(start, start + len(batch))
+        batch_lines, batch_sources = lines[start : start + len(batch)], sources[start : start + len(batch)]
         start += len(batch)
-        cuts = np.flatnonzero(np.diff(sources[rows])) + 1  # where the input file changes
+        cuts = np.flatnonzero(np.diff(batch_sources)) + 1  # where the input file changes
         for part in np.split(np.arange(len(batch)), cuts):
             yield replace(batch, ids=[batch.ids[r] for r in part], fields=[batch.fields[r] for r in part], matrix=batch.matrix[part],
-                          lines=lines[rows][part].tolist(), source=spill.sources[sources[rows][part[0]]])
+                          lines=batch_lines[part].tolist(), source=spill.sources[batch_sources[part[0]]])
 
 
 def _gathered(ray, refs: list) -> list[WriteReport]:

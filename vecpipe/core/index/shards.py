@@ -50,7 +50,7 @@ from vecpipe.core.index.vector_index import (
     index_info,
     stored_text_hashes,
 )
-from vecpipe.core.index.vector_index import peek_provenance as peek_index_provenance
+from vecpipe.core.index.vector_index import peek_provenance as peek_index_provenance  # the one-index version
 
 SHARDS_FILE = "SHARDS.json"
 FORMAT_VERSION = 1
@@ -73,6 +73,19 @@ def shard_of_key(key: str, shards: int) -> int:
 
 def shard_dirs(root: Path, shards: int) -> list[Path]:
     return [root / f"s{i:03d}" for i in range(shards)]
+
+
+def existing_shard_dirs(root) -> list[Path]:
+    """The shard directories of the sharded index at `root`, as its layout file counts them."""
+    return shard_dirs(Path(root), read_layout(Path(root)))
+
+
+def _by_shard(values: Iterable, shards: int, route: Callable[[object, int], int]) -> dict[int, list]:
+    """`values` grouped by the shard `route(value, shards)` names, each group in input order."""
+    groups: dict[int, list] = {}
+    for value in values:
+        groups.setdefault(route(value, shards), []).append(value)
+    return groups
 
 
 def read_layout(root: Path) -> int:
@@ -151,53 +164,37 @@ def add_sharded(path, batches: Iterable, write: WriteOptions | None = None) -> W
     """Add VectorBatches to a sharded index, each record to its id's shard; a shard that gets no
     record is not rewritten. Each shard's part is atomic; a refusal in one shard (a record of
     another model) can leave other shards' parts added."""
-    root = Path(path)
-    dirs = shard_dirs(root, read_layout(root))
+    dirs = existing_shard_dirs(path)
+    hashes = (write.text_hashes or {}) if write else {}
+    own_keys = _by_shard(hashes, len(dirs), shard_of_key)  # index sync's hashes: each shard records its own ids' only
 
     def add_shard(i: int, stream: Iterator) -> WriteReport:
         rows = (batch for batch in stream if len(batch))
         head = next(rows, None)
         if head is None:
             return WriteReport(count=index_info(dirs[i])["count"])
-        return add_to_index(dirs[i], itertools.chain([head], rows), _own_hashes(write, i, len(dirs)))
+        own = replace(write, text_hashes={key: hashes[key] for key in own_keys.get(i, [])}) if hashes else write
+        return add_to_index(dirs[i], itertools.chain([head], rows), own)
 
     return _summed_reports(fan_out(batches, len(dirs), add_shard))
 
 
-def _own_hashes(write: WriteOptions | None, shard: int, shards: int) -> WriteOptions | None:
-    """`index sync`'s text hashes for the ids this shard holds only."""
-    if write is None or not write.text_hashes:
-        return write
-    return replace(write, text_hashes={key: digest for key, digest in write.text_hashes.items() if shard_of_key(key, shards) == shard})
-
-
 def peek_provenance(path) -> dict:
     """The provenance of an index's vectors (its first shard's, when sharded), from a manifest alone."""
-    root = Path(path)
-    if is_sharded(root):
-        root = shard_dirs(root, read_layout(root))[0]
-    return peek_index_provenance(root)
+    return peek_index_provenance(existing_shard_dirs(path)[0] if is_sharded(path) else path)
 
 
 def sharded_text_hashes(path, keys: Iterable[str]) -> dict[str, str]:
     """stored_text_hashes over a sharded index: each key asked of the shard it hashes to."""
-    root = Path(path)
-    dirs = shard_dirs(root, read_layout(root))
-    by_shard: dict[int, list[str]] = {}
-    for key in keys:
-        by_shard.setdefault(shard_of_key(key, len(dirs)), []).append(key)
-    return {key: digest for i, wanted in by_shard.items() for key, digest in stored_text_hashes(dirs[i], wanted).items()}
+    dirs = existing_shard_dirs(path)
+    return {key: digest for i, wanted in _by_shard(keys, len(dirs), shard_of_key).items()
+            for key, digest in stored_text_hashes(dirs[i], wanted).items()}
 
 
 def delete_sharded(path, ids: Iterable) -> WriteReport:
     """Delete ids from the shards they hash to; `report.missing` lists the ones no shard had."""
-    root = Path(path)
-    shards = read_layout(root)
-    by_shard: dict[int, list] = {}
-    for record_id in ids:
-        by_shard.setdefault(shard_of(record_id, shards), []).append(record_id)
-    dirs = shard_dirs(root, shards)
-    reports = [delete_from_index(dirs[i], wanted) for i, wanted in sorted(by_shard.items())]
+    dirs = existing_shard_dirs(path)
+    reports = [delete_from_index(dirs[i], wanted) for i, wanted in sorted(_by_shard(ids, len(dirs), shard_of).items())]
     total = _summed_reports(reports)
     total.count = sum(index_info(d)["count"] for d in dirs)
     return total
@@ -288,7 +285,7 @@ class ShardedIndex:
         root = Path(path)
         opened: list[VectorIndex] = []
         try:
-            for directory in shard_dirs(root, read_layout(root)):
+            for directory in existing_shard_dirs(root):
                 opened.append(VectorIndex.open(directory))
         except BaseException:
             for index in opened:
@@ -361,7 +358,7 @@ def open_index(path) -> "VectorIndex | ShardedIndex":
 
 def sharded_info(path) -> dict:
     root = Path(path)
-    infos = [index_info(d) for d in shard_dirs(root, read_layout(root))]
+    infos = [index_info(d) for d in existing_shard_dirs(root)]
     first = {key: value for key, value in infos[0].items() if key not in ("generation", "created", "updated")}
     first.update(path=str(root), count=sum(i["count"] for i in infos), shards=len(infos), shard_counts=[i["count"] for i in infos],
                  bytes_on_disk=sum(i["bytes_on_disk"] for i in infos))

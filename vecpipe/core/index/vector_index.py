@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
-import orjson
 
 from vecpipe.core.errors import DataError, IndexStoreError, UsageError
 from vecpipe.core.index.hnsw import GRAPH_FILE, METRICS, HnswGraph
@@ -255,7 +254,7 @@ class _Writer:
         if self.options.order == "random":
             order = np.random.default_rng(self.options.seed).permutation(len(labels))
             matrix, labels = matrix[order], labels[order]
-        if len(labels):  # a shard that no record reached stages only its first, empty batch
+        if len(labels):  # nothing staged but an empty batch (a shard no record reached): hnswlib refuses an empty add
             self.backend.add(matrix, labels, self.options.threads)
         self.pending, self.pending_labels, self.dropped = [], set(), set()
 
