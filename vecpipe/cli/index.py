@@ -211,7 +211,8 @@ def sync(
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No summary."),
 ) -> None:
     """Embed only new or changed records into the index: a record whose text, model and prompt hash
-    to what the index recorded for its id is skipped (the hashes live in the index's metadata store)."""
+    to what the index recorded for its id is skipped (the hashes live in the index's metadata store;
+    on a sharded index, in the shard each id routes to, and only shards with a changed record are rewritten)."""
     from vecpipe.core.index.shards import add_sharded, is_sharded, peek_provenance, sharded_text_hashes
     from vecpipe.core.index.store import is_index_dir
     from vecpipe.core.index.vector_index import WriteOptions, add_to_index, build_index, stored_text_hashes
