@@ -74,6 +74,20 @@ def test_npy_output_writes_matrix_and_sidecar(tiny, tmp_path):
     assert [s["id"] for s in sidecar] == [0, 1, 2] and "embedding" not in sidecar[0]
 
 
+def test_npy_parts_directory_feeds_index_build_like_jsonl(tiny, tmp_path):
+    texts = "".join(f"sentence number {i} about topic {i % 7}\n" for i in range(25))
+    parts = tmp_path / "parts"
+    result = run(["embed", "-m", tiny, "--format", "npy", "--part-rows", "10", "-o", str(parts), "-q"], texts)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in parts.glob("*.npy")) == ["part-00000.npy", "part-00001.npy", "part-00002.npy"]
+    jsonl = run(["embed", "-m", tiny, "-q"], texts).stdout
+    for source, name in [(str(parts), "from-parts.idx"), ("-", "from-jsonl.idx")]:
+        built = run(["index", "build", "-q", "-o", str(tmp_path / name), source], jsonl if source == "-" else None)
+        assert built.exit_code == 0, built.output
+    hits = [run(["search", "-m", tiny, "--exact", "-k", "5", str(tmp_path / name), "topic 3"]).stdout for name in ("from-parts.idx", "from-jsonl.idx")]
+    assert hits[0] == hits[1] and len(records(hits[0])) == 5
+
+
 def test_chunk_output_has_parent_ids(tiny):
     text = " ".join(f"w{i}" for i in range(200))
     out = records(run(["embed", "-m", tiny, "--on-long", "chunk", "--overlap", "4", "-q"], text + "\n").stdout)

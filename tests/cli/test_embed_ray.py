@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import SHARED_DATA
+from vecpipe.formats.vectors import read_vectors
 
 pytest.importorskip("ray")
 pytestmark = pytest.mark.slow  # each run starts a Ray cluster (~10-30 s on 2 cores)
@@ -67,11 +68,20 @@ def test_an_actor_that_dies_is_retried_and_every_record_comes_out_once(sick, loc
     assert_same_as_local(rows(done.stdout), local)
 
 
-def test_npy_output(sick, tmp_path):
-    out = tmp_path / "v.npy"
-    done = vecpipe("embed", "-q", "--engine", "ray", "--workers", "1", "--format", "npy", "-o", out, sick)
+def test_npy_parts_output_holds_the_local_run(sick, local, tmp_path):
+    """`-o DIR --format npy`: .npy parts plus a manifest, read back by any vecpipe command as one stream."""
+    out = tmp_path / "parts"
+    done = vecpipe("embed", "-q", "--engine", "ray", "--workers", "2", "--format", "npy", "--part-rows", "700", "-o", out, sick)
     assert done.returncode == 0, done.stderr
-    assert np.load(out).shape == (2000, 384) and len((tmp_path / "v.meta.jsonl").read_text().splitlines()) == 2000
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [p["rows"] for p in manifest["parts"]] == [700, 700, 600] and manifest["provenance"] == local[0]["vecpipe"]
+    assert np.load(out / "part-00001.npy").shape == (700, 384)
+    back = [
+        {"id": i, **fields, "embedding": vector, "vecpipe": batch.provenance}
+        for batch in read_vectors(str(out))
+        for i, fields, vector in zip(batch.ids, batch.fields, batch.matrix)
+    ]
+    assert_same_as_local(back, local)
 
 
 @pytest.mark.parametrize("aggregate", [[], ["--aggregate", "mean"]], ids=["chunk rows", "mean of chunks"])

@@ -11,12 +11,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from vecpipe.core.errors import DataError, UsageError
+from vecpipe.core.errors import DataError, StorageError, UsageError
+from vecpipe.formats import vectors
 from vecpipe.formats.vectors import (
     StdinSource,
     VectorBatch,
     VectorInputs,
     VectorWriter,
+    concat_batches,
     open_vector_output,
     read_matrix,
     read_vectors,
@@ -410,6 +412,105 @@ def test_open_vector_output_writes_a_jsonl_file_atomically(tmp_path):
     with open_vector_output("jsonl", str(target), io.BytesIO()) as writer:
         writer.write(batch_of(SMALL))
     assert target.read_bytes() == to_jsonl(batch_of(SMALL))
+
+
+# --- a directory of .npy parts ----------------------------------------------------------------
+
+
+def write_parts(path, *batches: VectorBatch, part_rows: int | None = 4) -> None:
+    with VectorWriter(None, "npy", npy_path=str(path), part_rows=part_rows) as writer:
+        for batch in batches:
+            writer.write(batch)
+
+
+def parts_manifest(path) -> dict:
+    return orjson.loads((path / "manifest.json").read_bytes())
+
+
+def test_parts_round_trip_across_part_boundaries(tmp_path):
+    matrix = np.random.default_rng(1).normal(size=(11, 3)).astype(np.float32)
+    out = tmp_path / "parts"
+    write_parts(out, batch_of(matrix[:5]), batch_of(matrix[5:], ids=list(range(5, 11))))
+    manifest = parts_manifest(out)
+    assert [p["rows"] for p in manifest["parts"]] == [4, 4, 3] and manifest["rows"] == 11
+    assert (manifest["dtype"], manifest["width"], manifest["provenance"]) == ("float32", 3, PROVENANCE)
+    np.testing.assert_array_equal(np.concatenate([np.load(out / p["matrix"]) for p in manifest["parts"]]), matrix)  # plain .npy files
+    assert orjson.loads((out / "part-00001.meta.jsonl").read_bytes().splitlines()[0])["id"] == "d4"
+    batches = list(read_vectors(str(out), batch_size=3))
+    whole = concat_batches(batches)
+    np.testing.assert_array_equal(whole.matrix, matrix)
+    assert whole.ids == ["d0", "d1", "d2", "d3", "d4", 5, 6, 7, 8, 9, 10] and whole.provenance == PROVENANCE
+    assert (batches[-1].source, batches[-1].lines) == (str(out / "part-00002.npy"), [1, 2, 3])  # errors name the part and its row
+
+
+def test_parts_default_to_about_part_bytes_each(tmp_path, monkeypatch):
+    monkeypatch.setattr(vectors, "PART_BYTES", 2 * 3 * 4)  # two float32 rows of width 3
+    write_parts(tmp_path / "parts", batch_of(SMALL), batch_of(SMALL), batch_of(SMALL[:1]), part_rows=None)
+    assert [p["rows"] for p in parts_manifest(tmp_path / "parts")["parts"]] == [2, 2, 1]
+
+
+def test_positions_continue_after_a_parts_directory(tmp_path):
+    write_parts(tmp_path / "parts", batch_of(SMALL, provenance={}, ids=[0, 1], fields=[{}, {}]), part_rows=1)
+    (tmp_path / "more.jsonl").write_bytes(line({"embedding": [1.0, 2.0, 3.0]}))
+    ids = [i for b in VectorInputs([str(tmp_path / "parts"), str(tmp_path / "more.jsonl")]) for i in b.ids]
+    assert ids == [0, 1, 2]
+
+
+def test_parts_replace_earlier_parts_but_nothing_else(tmp_path):
+    out = tmp_path / "parts"
+    write_parts(out, batch_of(np.ones((9, 3), np.float32)))
+    write_parts(out, batch_of(SMALL))
+    assert sorted(os.listdir(out)) == ["manifest.json", "part-00000.meta.jsonl", "part-00000.npy"]  # no stale part-00002
+    assert sorted(os.listdir(tmp_path)) == ["parts"]  # the old directory and the temp one are gone
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    (tmp_path / "file").write_text("keep me too")
+    for target, message in [("mine", "holds no vector parts"), ("file", "not a directory")]:
+        with pytest.raises(StorageError, match=message):
+            write_parts(tmp_path / target, batch_of(SMALL))
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me" and (tmp_path / "file").read_text() == "keep me too"
+
+
+def test_a_failed_parts_write_leaves_the_old_parts_and_no_temp_files(tmp_path):
+    write_parts(tmp_path / "parts", batch_of(SMALL))
+    before = {p: p.read_bytes() for p in (tmp_path / "parts").iterdir()}
+    with pytest.raises(KeyError):
+        with VectorWriter(None, "npy", npy_path=str(tmp_path / "parts"), part_rows=1) as writer:
+            writer.write(batch_of(np.ones((5, 3), np.float32)))
+            raise KeyError("boom")
+    assert {p: p.read_bytes() for p in (tmp_path / "parts").iterdir()} == before
+    assert os.listdir(tmp_path) == ["parts"]
+
+
+def test_an_empty_parts_output_reads_as_no_vectors(tmp_path):
+    VectorWriter(None, "npy", npy_path=str(tmp_path / "parts")).close()
+    assert parts_manifest(tmp_path / "parts")["parts"] == [] and list(read_vectors(str(tmp_path / "parts"))) == []
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda m: b"{", "manifest.json: not valid JSON"),
+        (lambda m: orjson.dumps({**m, "format": "other"}), "not a vector parts manifest"),
+        (lambda m: orjson.dumps({**m, "parts": [{"matrix": "../x.npy", "rows": 1}]}), "must name a .npy file inside the directory"),
+        (lambda m: orjson.dumps({**m, "parts": [{"matrix": "part-00000.npy", "rows": "2"}]}), "needs a row count"),
+        (lambda m: orjson.dumps({**m, "parts": [{"matrix": "part-00000.npy", "rows": 3}]}), "part-00000.npy: holds 2 rows but manifest.json says 3"),
+        (lambda m: orjson.dumps({**m, "parts": [*m["parts"], {"matrix": "part-00001.npy", "rows": 2}]}), "part-00001.npy: No such file"),
+    ],
+    ids=["invalid JSON", "another format", "a path outside", "rows not a number", "rows differ", "a missing part"],
+)
+def test_broken_parts_manifests_are_one_line_errors(tmp_path, edit, message):
+    out = tmp_path / "parts"
+    write_parts(out, batch_of(SMALL))
+    (out / "manifest.json").write_bytes(edit(parts_manifest(out)))
+    with pytest.raises(DataError) as caught:
+        list(read_vectors(str(out)))
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_directory_without_a_manifest_is_named(tmp_path):
+    with pytest.raises(DataError, match="is a directory without manifest.json"):
+        list(VectorInputs([str(tmp_path)]))
 
 
 # --- several inputs ---------------------------------------------------------------------------

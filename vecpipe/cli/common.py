@@ -173,12 +173,13 @@ class VectorOutput:
 
     fmt: str = "jsonl"
     path: str | None = None
+    part_rows: int | None = None  # --format npy -o DIR: rows per part (default: parts of about 1 GiB)
 
     def open(self):
         """A VectorWriter, committed (renamed into place) only if the block succeeds."""
         from vecpipe.formats.vectors import open_vector_output
 
-        return open_vector_output(self.fmt, self.path, binary_stdout())
+        return open_vector_output(self.fmt, self.path, binary_stdout(), self.part_rows)
 
 
 def _stdin() -> Iterator[IO[bytes]]:

@@ -30,6 +30,8 @@ Examples:
   vecpipe embed docs.jsonl --on-long chunk --overlap 32 | vecpipe index build -o docs.idx
 
   vecpipe embed docs.jsonl --format npy -o docs.npy   # writes docs.npy + docs.meta.jsonl
+
+  vecpipe embed big.jsonl --format npy -o big/        # big/part-00000.npy ... + big/manifest.json
 """
 
 
@@ -56,7 +58,8 @@ def embed(
     batch_tokens: int = typer.Option(2048, "--batch-tokens", min=1, max=10**8, help="Padded tokens per inference batch."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, max=256, help="onnxruntime threads (default: all cores)."),
     out_format: str = typer.Option("jsonl", "--format", help="jsonl (stdout) or npy (needs -o)."),
-    output: Optional[str] = typer.Option(None, "-o", "--output", help="Output file, written atomically; default stdout. With --format npy, X.npy gets its sidecar X.meta.jsonl."),
+    output: Optional[str] = typer.Option(None, "-o", "--output", help="Output file, written atomically; default stdout. --format npy: X.npy gets its sidecar X.meta.jsonl, any other name is a directory of .npy parts plus manifest.json."),
+    part_rows: Optional[int] = typer.Option(None, "--part-rows", min=1, max=10**12, help="--format npy -o DIR: rows per .npy part (default: parts of about 1 GiB)."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip malformed lines and report how many, instead of stopping."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar and no summary."),
     engine: str = typer.Option("local", "--engine", metavar="local|ray", help="ray: embed on a Ray cluster's actors (the `ray` extra; docs/SCALE.md)."),
@@ -70,7 +73,7 @@ def embed(
     if out_format not in ("jsonl", "npy"):
         raise typer.BadParameter("--format must be jsonl or npy")
     if out_format == "npy" and not output:
-        raise typer.BadParameter("--format npy needs -o FILE")
+        raise typer.BadParameter("--format npy needs -o FILE.npy or -o DIR")
     if input_format not in ("auto", "text", "jsonl"):
         raise typer.BadParameter("--input-format must be auto, text or jsonl")
     if engine not in ("local", "ray"):
@@ -90,7 +93,7 @@ def embed(
         inputs=inputs or [STDIN],
         options=options,
         reading=ReadOptions(field=field, join_title=not no_title, input_format=input_format, skip_bad=skip_bad),
-        output=VectorOutput(out_format, output),
+        output=VectorOutput(out_format, output, part_rows),
         provenance=loaded.provenance(prompt, prefix, normalized=loaded.normalize if normalize is None else normalize),
         quiet=quiet,
         cluster=(workers, address) if engine == "ray" else None,

@@ -40,7 +40,7 @@ def quantize(
     calibration: Optional[str] = typer.Option(None, "--calibration", help="int8/uint8: use the ranges in this .npz instead of learning them from the input."),
     save_calibration: Optional[str] = typer.Option(None, "--save-calibration", help="int8/uint8: save the ranges learned from the input to this .npz."),
     out_format: str = typer.Option("jsonl", "--format", help="jsonl (stdout) or npy (needs -o)."),
-    output: Optional[str] = typer.Option(None, "-o", "--output", help="Output file (npy writes FILE and its FILE.meta.jsonl sidecar); default stdout."),
+    output: Optional[str] = typer.Option(None, "-o", "--output", help="Output file; default stdout. --format npy: X.npy gets its sidecar X.meta.jsonl, any other name is a directory of .npy parts plus manifest.json."),
 ) -> None:
     from vecpipe.core.vectors.quantize import SCALAR_PRECISIONS, Calibration, learn_calibration, quantize_batch
     from vecpipe.formats.vectors import StdinSource, VectorInputs

@@ -42,7 +42,7 @@ def truncate(
     save: Optional[str] = typer.Option(None, "--save", help="With --fit: save the PCA to this .npz, to rotate queries the same way."),
     pca_file: Optional[str] = typer.Option(None, "--pca-file", help="Apply the PCA saved in this .npz (with --pca N: only its first N components)."),
     out_format: str = typer.Option("jsonl", "--format", help="jsonl (stdout) or npy (needs -o)."),
-    output: Optional[str] = typer.Option(None, "-o", "--output", help="Output file (npy writes FILE and its FILE.meta.jsonl sidecar); default stdout."),
+    output: Optional[str] = typer.Option(None, "-o", "--output", help="Output file; default stdout. --format npy: X.npy gets its sidecar X.meta.jsonl, any other name is a directory of .npy parts plus manifest.json."),
 ) -> None:
     from vecpipe.core.vectors.truncate import truncate_batch
     from vecpipe.formats.vectors import StdinSource, VectorInputs

@@ -17,13 +17,14 @@ import shutil
 import sys
 import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Callable, Iterable, Iterator
 
 import numpy as np
 import orjson
 
-from vecpipe.core.atomic import atomic_file, signals_held
-from vecpipe.core.errors import DataError, UsageError, storage_error
+from vecpipe.core.atomic import atomic_file, fsync_dir, make_temp_dir_beside, signals_held, write_bytes_atomic
+from vecpipe.core.errors import DataError, StorageError, UsageError, storage_error
 from vecpipe.formats.text import BOM, ID_KEYS, is_exact_int, parse_record
 
 NPY_MAGIC = b"\x93NUMPY"
@@ -125,6 +126,9 @@ def read_vectors(
     """
     if path == "-":
         yield from _read_stream(stream or sys.stdin.buffer, STDIN_NAME, batch_size, first_position, note)
+        return
+    if stream is None and os.path.isdir(path):
+        yield from _parts_batches(path, batch_size, first_position, note)
         return
     if stream is None:
         with _open_file(path) as fh:
@@ -638,19 +642,18 @@ class VectorInputs:
         for path in self.paths:
             stream = self._stream(path)
             for batch in read_vectors(path, stream, self.batch_size, first_position=position, note=self.note):
-                if first is None:
-                    first = batch
-                elif batch.provenance != first.provenance or batch.matrix.shape[1] != first.matrix.shape[1]:
-                    raise _mismatch(first, batch)
+                first = _agreeing(first, batch)
                 position += len(batch)
                 yield batch
 
 
 def _is_regular(path: str) -> bool:
+    """A file or directory that can be opened again (not a pipe)."""
     try:
-        return stat.S_ISREG(os.stat(path).st_mode)
+        mode = os.stat(path).st_mode
     except OSError:
         return True  # let the reader report the missing file as it always does
+    return stat.S_ISREG(mode) or stat.S_ISDIR(mode)
 
 
 def _once_each(note: Note) -> Note:
@@ -662,6 +665,15 @@ def _once_each(note: Note) -> Note:
             note(message)
 
     return say_once
+
+
+def _agreeing(first: VectorBatch | None, batch: VectorBatch) -> VectorBatch:
+    """The first batch of a stream (`batch`, if there was none): every later one must match it."""
+    if first is None:
+        return batch
+    if batch.provenance != first.provenance or batch.matrix.shape[1] != first.matrix.shape[1]:
+        raise _mismatch(first, batch)
+    return first
 
 
 def _mismatch(first: VectorBatch, batch: VectorBatch) -> DataError:
@@ -687,7 +699,7 @@ class VectorWriter:
     place. Use it as a context manager, or call `abort()` on failure, to leave no temp files.
     """
 
-    def __init__(self, stream: IO[bytes] | None, fmt: str = "jsonl", npy_path: str | None = None):
+    def __init__(self, stream: IO[bytes] | None, fmt: str = "jsonl", npy_path: str | None = None, part_rows: int | None = None):
         if fmt not in ("jsonl", "npy"):
             raise UsageError(f"unknown vector format {fmt!r} (expected jsonl or npy)")
         if fmt == "npy" and not npy_path:
@@ -697,7 +709,7 @@ class VectorWriter:
         self.fmt = fmt
         self.rows = 0
         self._stream = stream
-        self._npy = _NpyOutput(npy_path) if fmt == "npy" else None
+        self._npy = _npy_output(npy_path, part_rows) if fmt == "npy" else None
         self._shape: tuple | None = None  # (provenance, dtype, width) of the first batch
 
     def __enter__(self) -> "VectorWriter":
@@ -817,10 +829,13 @@ def _npy_header(dtype: np.dtype, rows: int, width: int) -> bytes:
 
 
 @contextlib.contextmanager
-def open_vector_output(fmt: str, path: str | None, stdout: IO[bytes]) -> Iterator[VectorWriter]:
-    """A VectorWriter to `path` (atomically) or to `stdout`; committed only if the block succeeds."""
+def open_vector_output(fmt: str, path: str | None, stdout: IO[bytes], part_rows: int | None = None) -> Iterator[VectorWriter]:
+    """A VectorWriter to `path` (atomically) or to `stdout`; committed only if the block succeeds.
+
+    With fmt "npy", a path ending in `.npy` gets one matrix and its sidecar, any other a
+    directory of parts (of `part_rows` rows, default about PART_BYTES each) and a manifest."""
     if fmt == "npy":
-        with VectorWriter(None, "npy", npy_path=path) as writer:
+        with VectorWriter(None, "npy", npy_path=path, part_rows=part_rows) as writer:
             yield writer
         return
     if path is None or path == "-":
@@ -829,3 +844,144 @@ def open_vector_output(fmt: str, path: str | None, stdout: IO[bytes]) -> Iterato
         return
     with atomic_file(path) as fh, VectorWriter(fh) as writer:
         yield writer
+
+
+# ---------------------------------------------------------------------------------------------
+# A directory of .npy parts: outputs too big for one file (`--format npy -o DIR`)
+
+PARTS_MANIFEST = "manifest.json"
+PARTS_FORMAT = "vecpipe vector parts"
+PART_BYTES = 1 << 30  # a part's matrix stays near 1 GiB: small enough to copy, mmap or load whole
+
+
+def _npy_output(path: str, part_rows: int | None) -> "_NpyOutput | _PartsOutput":
+    return _NpyOutput(path) if path.endswith(".npy") else _PartsOutput(path, part_rows)
+
+
+def part_name(number: int) -> str:
+    return f"part-{number:05d}.npy"
+
+
+class _PartsOutput:
+    """`DIR/part-NNNNN.npy` + sidecars and `DIR/manifest.json`, written in a temp directory beside
+    DIR that replaces it at commit. An existing DIR is replaced only if it holds vector parts."""
+
+    def __init__(self, path: str, part_rows: int | None):
+        self.path = path
+        self.target = Path(path)
+        self.part_rows = part_rows
+        _check_replaceable(self.target)
+        with signals_held():  # a Ctrl-C now would leave a temp directory nobody knows of
+            try:
+                self._tmp = make_temp_dir_beside(self.target)
+            except OSError as exc:
+                raise storage_error(exc, path) from None
+        self._part: _NpyOutput | None = None
+        self._parts: list[dict] = []
+        self._shape: dict | None = None
+
+    def write(self, batch: VectorBatch, provenance: dict) -> None:
+        if self._shape is None:
+            self._shape = {"dtype": batch.dtype, "width": int(batch.matrix.shape[1]), "provenance": provenance}
+            self.part_rows = self.part_rows or max(1, PART_BYTES // max(batch.matrix[:1].nbytes, 1))
+        start = 0
+        while start < len(batch):
+            if self._part is None or self._parts[-1]["rows"] == self.part_rows:
+                self._next_part()
+            end = start + min(len(batch) - start, self.part_rows - self._parts[-1]["rows"])
+            self._part.write(_rows_of(batch, start, end), provenance)
+            self._parts[-1]["rows"] += end - start
+            start = end
+
+    def _next_part(self) -> None:
+        if self._part is not None:
+            self._part.commit()
+        name = part_name(len(self._parts))
+        self._part = _NpyOutput(str(self._tmp / name))
+        self._parts.append({"matrix": name, "rows": 0})
+
+    def commit(self) -> None:
+        if self._part is not None:
+            self._part.commit()
+            self._part = None
+        manifest = {"format": PARTS_FORMAT, "version": 1, "rows": sum(p["rows"] for p in self._parts), **(self._shape or {}), "parts": self._parts}
+        try:
+            write_bytes_atomic(self._tmp / PARTS_MANIFEST, orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
+            with signals_held():
+                _replace_dir(self._tmp, self.target)
+        except OSError as exc:
+            raise storage_error(exc, self.path) from exc
+
+    def discard(self) -> None:
+        if self._part is not None:
+            self._part.discard()
+            self._part = None
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+def _rows_of(batch: VectorBatch, start: int, end: int) -> VectorBatch:
+    if start == 0 and end == len(batch):
+        return batch
+    return VectorBatch(batch.ids[start:end], batch.fields[start:end], batch.matrix[start:end], batch.provenance, batch.lines[start:end], batch.source)
+
+
+def _check_replaceable(target: Path) -> None:
+    """Refuse to put parts where a file, or a directory of something else, already is."""
+    if target.is_dir():
+        if any(target.iterdir()) and not (target / PARTS_MANIFEST).is_file():
+            raise StorageError(f"is a directory that holds no vector parts ({PARTS_MANIFEST}); refusing to replace it", str(target))
+    elif target.exists() or target.is_symlink():
+        raise StorageError("exists and is not a directory: name a .npy file for one matrix, or a directory for parts", str(target))
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Rename `new` to `target`, moving an old `target` aside first and deleting it after."""
+    old = None
+    if target.is_dir():
+        old = target.with_name(f".{target.name}.old.{os.getpid()}.tmp")
+        os.rename(target, old)
+    os.rename(new, target)
+    fsync_dir(target.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _parts_batches(path: str, batch_size: int, first_position: int, note: Note) -> Iterator[VectorBatch]:
+    manifest_path = os.path.join(path, PARTS_MANIFEST)
+    parts = _read_parts_manifest(manifest_path)
+    first: VectorBatch | None = None
+    position = first_position
+    for part in parts:
+        matrix = os.path.join(path, part["matrix"])
+        rows = 0
+        for batch in read_vectors(matrix, None, batch_size, first_position=position, note=note):
+            first = _agreeing(first, batch)
+            rows += len(batch)
+            yield batch
+        if rows != part["rows"]:
+            raise DataError(f"holds {rows} rows but {PARTS_MANIFEST} says {part['rows']}", matrix)
+        position += rows
+
+
+def _read_parts_manifest(manifest_path: str) -> list[dict]:
+    """The parts listed in a parts directory's manifest, each a plain file name in the directory."""
+    directory = os.path.dirname(manifest_path)
+    try:
+        with open(manifest_path, "rb") as fh:
+            manifest = orjson.loads(fh.read())
+    except FileNotFoundError:
+        raise DataError(f"is a directory without {PARTS_MANIFEST}: not a set of vector parts written by `--format npy -o DIR`", directory) from None
+    except OSError as exc:
+        raise DataError(exc.strerror or "cannot read", manifest_path) from None
+    except orjson.JSONDecodeError as exc:
+        raise DataError(f"not valid JSON ({exc.msg})", manifest_path) from None
+    if not isinstance(manifest, dict) or manifest.get("format") != PARTS_FORMAT or not isinstance(manifest.get("parts"), list):
+        raise DataError(f"not a vector parts manifest (expected \"format\": \"{PARTS_FORMAT}\" and a \"parts\" list)", manifest_path)
+    for number, part in enumerate(manifest["parts"]):
+        name = part.get("matrix") if isinstance(part, dict) else None
+        rows = part.get("rows") if isinstance(part, dict) else None
+        if not isinstance(name, str) or not name.endswith(".npy") or os.path.basename(name) != name or name.startswith("."):
+            raise DataError(f"part {number} must name a .npy file inside the directory, not {name!r}", manifest_path)
+        if not isinstance(rows, int) or isinstance(rows, bool) or rows < 0:
+            raise DataError(f"part {number} ({name}) needs a row count, not {rows!r}", manifest_path)
+    return manifest["parts"]
