@@ -99,6 +99,23 @@ def test_long_texts_chunk_on_ray_as_they_do_locally(aggregate, tmp_path):
     assert ((x * y).sum(1) / np.linalg.norm(x, axis=1) / np.linalg.norm(y, axis=1)).min() >= 0.99999
 
 
+def test_input_streams_to_the_cluster_in_segments(sick, local, tmp_path):
+    """Segments of 700 texts, each its own Ray Data run: the output is still the local run's, and a
+    malformed line in the third segment stops the run after the first two are out, named as locally."""
+    segments = {"VECPIPE_RAY_SEGMENT_RECORDS": "700"}
+    done = vecpipe("embed", "-q", "--engine", "ray", "--workers", "2", sick, env=segments)
+    assert done.returncode == 0, done.stderr
+    assert_same_as_local(rows(done.stdout), local)
+    broken = tmp_path / "broken.jsonl"
+    lines = [json.dumps({"text": r["text"]}) for r in local]
+    lines[1500] = '{"text": "cut short'
+    broken.write_text("\n".join(lines) + "\n")
+    on_ray, alone = vecpipe("embed", "-q", "--engine", "ray", broken, env=segments), vecpipe("embed", "-q", broken)
+    assert on_ray.returncode == alone.returncode == 3
+    assert on_ray.stderr.splitlines()[-1] == alone.stderr.splitlines()[-1] and f"{broken}:1501: invalid JSON".encode() in on_ray.stderr
+    assert [r["text"] for r in rows(on_ray.stdout)] == [r["text"] for r in local[:1400]]
+
+
 def test_without_engine_nothing_imports_ray(tmp_path):
     code = ("import sys; from typer.testing import CliRunner; from vecpipe.cli import app; "
             "r = CliRunner().invoke(app, ['embed', '-q'], 'hello\\n'); assert r.exit_code == 0, r.output; "
@@ -158,7 +175,7 @@ def test_a_malformed_line_is_reported_as_a_local_run_reports_it(tmp_path):
     local, on_ray = vecpipe("embed", path), vecpipe("embed", "--engine", "ray", path)
     assert on_ray.returncode == local.returncode == 3
     assert on_ray.stderr.splitlines()[-1] == local.stderr.splitlines()[-1] and f"{path}:2: invalid JSON".encode() in on_ray.stderr
-    assert on_ray.stdout == b""  # read whole before the cluster starts: nothing is embedded
+    assert on_ray.stdout == b""  # the first segment is read before the cluster starts: nothing is embedded
 
 
 def test_a_text_refused_inside_an_actor_names_its_input_line_and_the_summary_counts_tokens(tmp_path):

@@ -14,6 +14,7 @@ must see the model directory at the same path (a shared cache, or the same $VECP
 """
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -27,6 +28,11 @@ from vecpipe.core.models.batching import WINDOW_RECORDS, EmbeddedWindow, EmbedOp
 from vecpipe.formats.text import TextRecord
 
 RETRIES = 3
+# Texts per Ray Data run. Each run starts its actor pool afresh (one model load per actor, well
+# under a second for MiniLM, against minutes of embedding for 100,000 texts on 2 workers), and the
+# driver holds one segment's texts at a time. Tests set the environment variable to a small number.
+SEGMENT_RECORDS = 100_000
+SEGMENT_ENV = "VECPIPE_RAY_SEGMENT_RECORDS"
 # Tests set this to a file path: the first actor call that finds the file deletes it and dies,
 # as a killed worker would (Ray must restart the actor and retry its batch).
 CRASH_ONCE_ENV = "VECPIPE_RAY_CRASH_ONCE"
@@ -123,17 +129,37 @@ def _refusal(error: str) -> VecpipeError:
 
 def embed_records_on_ray(model, records: Iterable[TextRecord], options: EmbedOptions, source: str, stats: EmbedStats,
                          workers: int, address: str | None = None) -> Iterator[EmbeddedWindow]:
-    """embed_records' windows, computed by `workers` Ray actors; the texts are read whole first.
-    Run it inside ray_output_aside() when stdout carries data."""
+    """embed_records' windows, computed by `workers` Ray actors. Run it inside ray_output_aside()
+    when stdout carries data.
+
+    The input is read in segments of segment_records() texts, each embedded by one Ray Data run,
+    so the driver holds one segment, not the whole input. The first segment is read (and checked,
+    line by line) before any cluster starts."""
     check_options(model, options)
-    records = list(records)  # read (and checked, line by line) before any cluster starts
-    if not records:
+    segments = _segments(records, segment_records())
+    first = next(segments, None)
+    if first is None:
         return
     ray = start_ray(address, workers)
+    for segment in itertools.chain([first], segments):
+        yield from _embed_segment(ray, segment, _embedder(model, options, source), source, stats, workers)
+
+
+def segment_records() -> int:
+    return int(os.environ.get(SEGMENT_ENV) or SEGMENT_RECORDS)
+
+
+def _segments(records: Iterable[TextRecord], size: int) -> Iterator[list[TextRecord]]:
+    iterator = iter(records)
+    while segment := list(itertools.islice(iterator, size)):
+        yield segment
+
+
+def _embed_segment(ray, records: list[TextRecord], embedder: type, source: str, stats: EmbedStats, workers: int) -> Iterator[EmbeddedWindow]:
     blocks = max(1, min(len(records) // 256, workers * 8))
     dataset = ray.data.from_items([{"text": r.text, "line": r.line, "position": n} for n, r in enumerate(records)], override_num_blocks=blocks)
     embedded = dataset.map_batches(
-        _embedder(model, options, source),
+        embedder,
         batch_size=min(WINDOW_RECORDS, 512),
         compute=ray.data.ActorPoolStrategy(size=min(workers, blocks)),  # no actor without a block to embed
         num_cpus=1,
@@ -163,4 +189,3 @@ def embed_records_on_ray(model, records: Iterable[TextRecord], options: EmbedOpt
             close()
     if done != len(records):
         raise VecpipeError(f"the Ray run returned {done} of {len(records)} records", source)
-
