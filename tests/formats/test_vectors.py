@@ -471,6 +471,14 @@ def test_parts_replace_earlier_parts_but_nothing_else(tmp_path):
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me" and (tmp_path / "file").read_text() == "keep me too"
 
 
+def test_parts_written_through_a_symlink_replace_its_target_and_keep_the_link(tmp_path):
+    write_parts(tmp_path / "real", batch_of(np.ones((9, 3), np.float32)))
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    write_parts(tmp_path / "link", batch_of(SMALL))
+    assert (tmp_path / "link").is_symlink() and sorted(os.listdir(tmp_path)) == ["link", "real"]
+    np.testing.assert_array_equal(read_matrix(str(tmp_path / "link")).matrix, SMALL)
+
+
 def test_a_failed_parts_write_leaves_the_old_parts_and_no_temp_files(tmp_path):
     write_parts(tmp_path / "parts", batch_of(SMALL))
     before = {p: p.read_bytes() for p in (tmp_path / "parts").iterdir()}

@@ -868,7 +868,7 @@ class _PartsOutput:
 
     def __init__(self, path: str, part_rows: int | None):
         self.path = path
-        self.target = Path(path)
+        self.target = Path(os.path.realpath(path))  # through a symlink: replace what it points at, keep the link
         self.part_rows = part_rows
         _check_replaceable(self.target)
         with signals_held():  # a Ctrl-C now would leave a temp directory nobody knows of
