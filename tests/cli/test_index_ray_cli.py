@@ -27,13 +27,15 @@ def records(tmp_path_factory):
 
 @pytest.mark.slow  # starts a local Ray cluster
 def test_a_ray_build_searches_like_a_local_sharded_build(records, tmp_path):
-    built = vecpipe("index", "build", "--shards", "3", "--engine", "ray", "--workers", "2", "-o", tmp_path / "ray.idx", records)
+    built = vecpipe("index", "build", "--shards", "3", "--lexical", "--engine", "ray", "--workers", "2", "-o", tmp_path / "ray.idx", records)
     assert built.returncode == 0, built.stderr
     assert built.stderr.decode().splitlines() == [f"vecpipe index build: built {tmp_path / 'ray.idx'}: 300 added; 300 records (3 shards)"]
-    assert vecpipe("index", "build", "--shards", "3", "-o", tmp_path / "local.idx", records).returncode == 0
+    assert vecpipe("index", "build", "--shards", "3", "--lexical", "-o", tmp_path / "local.idx", records).returncode == 0
     query = json.dumps({"id": "q", "embedding": [1.0] * 8}).encode() + b"\n"
-    found = [vecpipe("search", tmp_path / name, "--exact", "-k", "20", stdin=query).stdout for name in ("ray.idx", "local.idx")]
+    found = [vecpipe("search", tmp_path / name, "--exact", "-k", "20", "--mode", "dense", stdin=query).stdout for name in ("ray.idx", "local.idx")]
     assert found[0] == found[1] and len(found[0].splitlines()) == 20
+    lexical = [vecpipe("search", tmp_path / name, "doc 17", "--mode", "lexical", "-k", "3").stdout for name in ("ray.idx", "local.idx")]
+    assert lexical[0] == lexical[1] and json.loads(lexical[0].splitlines()[0])["id"] == "d17"
 
 
 def test_engine_ray_without_shards_is_refused_in_one_line(records, tmp_path):

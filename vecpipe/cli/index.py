@@ -83,7 +83,7 @@ def build(
     keep_float: bool = typer.Option(False, "--keep-float", help="Also store the float vectors (memory-mapped) for `search --rescore`."),
     calibration: Optional[Path] = typer.Option(None, "--calibration", help="int8 ranges (from `vecpipe quantize --save-calibration`), also used to quantize float queries."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing index (atomically)."),
-    shards: int = typer.Option(0, "--shards", min=0, max=4096, help="Split the index into N sub-indexes by a stable hash of the id (built in parallel; search fans out and merges)."),
+    shards: int = typer.Option(0, "--shards", min=0, max=4096, help="Split the index into N sub-indexes by a stable hash of the id (built in parallel; search fans out and merges). With --lexical, each shard gets its own BM25 part."),
     lexical: bool = typer.Option(False, "--lexical", help="Also index the records' text with BM25 (bm25s), for `search --mode lexical|hybrid`; kept up to date by add and delete."),
     lexical_language: str = typer.Option("english", "--lexical-language", metavar="LANG", help="Stemmer (PyStemmer) and stopword language of the lexical part."),
     no_stem: bool = typer.Option(False, "--no-stem", help="Lexical part: no stemming."),

@@ -27,16 +27,17 @@ class IndexRun:
 def search_index(index_path, queries_path: str, request, batch_size: int = 256) -> IndexRun:
     """Search the index at `index_path` with every query record of `queries_path` (request: a retrieval.modes.ModeRequest whose
     mode may be None for the index's default)."""
-    from vecpipe.core.index.lexical import LexicalSettings, text_of
-    from vecpipe.core.index.vector_index import VectorIndex, index_info
+    from vecpipe.core.index.lexical import text_of
+    from vecpipe.core.index.shards import is_sharded, open_index, sharded_info
+    from vecpipe.core.index.vector_index import index_info
     from vecpipe.core.retrieval.modes import default_mode, search
     from vecpipe.formats.vectors import read_vectors
 
     run: dict[str, dict[str, float]] = {}
     seconds, notices = 0.0, []
-    with VectorIndex.open(index_path) as index:
+    with open_index(index_path) as index:
         request.mode = request.mode or default_mode(index)
-        settings = LexicalSettings.from_manifest(index.manifest["lexical"], str(index_path)) if index.has_lexical else None
+        settings = index.lexical_settings
         for batch in read_vectors(queries_path, None, batch_size):
             texts = None
             if request.mode != "dense" and settings is not None:
@@ -50,4 +51,5 @@ def search_index(index_path, queries_path: str, request, batch_size: int = 256) 
             notices.extend(n for n in result.notices if n not in notices)
             for qid, hits in zip(batch.ids, result.hits):
                 run[str(qid)] = {str(hit.id): hit.score for hit in hits}
-    return IndexRun(run, seconds, len(run), request.mode, index_info(index_path), notices)
+    info = sharded_info(index_path) if is_sharded(index_path) else index_info(index_path)
+    return IndexRun(run, seconds, len(run), request.mode, info, notices)

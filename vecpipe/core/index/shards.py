@@ -12,12 +12,13 @@ in exactly one shard and replacing or deleting it touches only that one. Shards 
 one thread each (hnswlib releases the GIL while it inserts, so they build in parallel); each shard
 is atomic on its own, and a build stages the whole directory beside DIR and renames it into place.
 
-Search walks the shards side by side (a thread per core: hnswlib searches without the GIL), merges
+Search walks the shards side by side (a share per core: hnswlib searches without the GIL), merges
 each query's labels by score and reads only the winners' records. Each shard's exact top k
 holds every row of the global exact top k that lives there, so `--exact` over shards gives exactly
 the single index's `--exact` result; approximate search merges each shard's approximate top k.
-Not yet sharded: lexical parts (BM25 statistics would differ per shard) and int8 ranges learned
-from the input (each shard would learn its own: pass --calibration for sharded int8 indexes).
+A lexical part (--lexical) is one per shard, over that shard's records and scored with its own
+term statistics (Elasticsearch's default); lexical and hybrid search merge them like the dense
+lists. int8 ranges are not learned per shard: a sharded int8 index needs --calibration.
 """
 from __future__ import annotations
 
@@ -139,8 +140,6 @@ def _layout_bytes(shards: int) -> bytes:
 def _check_build(root: Path, shards: int, options: BuildOptions) -> None:
     if not 2 <= shards <= MAX_SHARDS:
         raise UsageError(f"--shards must be between 2 and {MAX_SHARDS}")
-    if options.lexical is not None:
-        raise UsageError("--lexical with --shards is not supported yet: BM25 statistics would differ from shard to shard")
     if options.quantize == "int8" and options.calibration is None:
         raise UsageError("a sharded int8 index needs --calibration FILE: every shard must quantize with the same ranges")
     if root.exists() and not options.overwrite:
@@ -318,7 +317,15 @@ class ShardedIndex:
 
     @property
     def has_lexical(self) -> bool:
-        return False
+        return all(index.has_lexical for index in self.shards)
+
+    @property
+    def lexical_settings(self):
+        return self.shards[0].lexical_settings
+
+    def start_loading_lexical(self) -> None:
+        for index in self.shards:
+            index.start_loading_lexical()
 
     def check_query(self, provenance: dict) -> None:
         self.shards[0].check_query(provenance)
@@ -326,21 +333,53 @@ class ShardedIndex:
     def search(self, queries: np.ndarray, k: int = 10, *, min_score: float | None = None, **options) -> SearchResult:
         """The k best hits per query over every shard: each shard's top k labels, merged by score,
         then only the winners' records read (k rows per query, not k per shard)."""
+        labels, scores, notices = self.search_labels(queries, k, **options)
+        rows = [[(label, score, None) for label, score in zip(row_labels, row_scores) if label >= 0 and (min_score is None or score >= min_score)]
+                for row_labels, row_scores in zip(labels.tolist(), scores.tolist())]
+        return SearchResult(self.hits_for(rows), notices)
+
+    def search_labels(self, queries: np.ndarray, k: int = 10, **options) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """The k best labels (index-wide: see _global) and scores per query row over every shard, -1 where fewer exist."""
         found = self._on_every_shard(lambda index: index.search_labels(queries, k, **options))
         notices = list(dict.fromkeys(n for _, _, shard_notices in found for n in shard_notices))
-        labels = np.concatenate([shard_labels for shard_labels, _, _ in found], axis=1)
+        labels = np.concatenate([self._global(shard_labels, shard) for shard, (shard_labels, _, _) in enumerate(found)], axis=1)
         scores = np.concatenate([shard_scores for _, shard_scores, _ in found], axis=1)
-        owners = np.concatenate([np.full(shard_labels.shape, shard) for shard, (shard_labels, _, _) in enumerate(found)], axis=1)
         scores = np.where(labels >= 0, scores, -np.inf)  # a shard with fewer than k rows pads with -1
         order = np.argsort(-scores, axis=1, kind="stable")[:, :k]  # ties keep shard order
-        picked = [(np.take_along_axis(a, order, axis=1)) for a in (labels, scores, owners)]
-        keep = picked[0] >= 0 if min_score is None else (picked[0] >= 0) & (picked[1] >= min_score)
-        stored = [index.meta.fetch(picked[0][keep & (picked[2] == shard)]) for shard, index in enumerate(self.shards)]
-        hits = []
-        for row_labels, row_scores, row_owners, row_keep in zip(*(a.tolist() for a in picked), keep.tolist()):
-            kept = [(label, score, owner) for label, score, owner, ok in zip(row_labels, row_scores, row_owners, row_keep) if ok]
-            hits.append([Hit(rank, score, *stored[owner][label]) for rank, (label, score, owner) in enumerate(kept, start=1)])
-        return SearchResult(hits, notices)
+        return np.take_along_axis(labels, order, axis=1), np.take_along_axis(scores, order, axis=1), notices
+
+    def lexical_labels(self, texts: list[str], k: int = 10, *, where=()) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Per query text: the k best index-wide labels and BM25 scores over every shard. Each shard
+        scores with its own term statistics, as Elasticsearch's default (query_then_fetch) does: ids
+        hash evenly, so each shard's statistics approach the whole corpus's as shards grow."""
+        found = self._on_every_shard(lambda index: index.lexical_labels(texts, k, where=where))
+        labels, scores = [], []
+        for row in range(len(texts)):
+            row_labels = np.concatenate([self._global(shard_labels[row], shard) for shard, (shard_labels, _) in enumerate(found)])
+            row_scores = np.concatenate([shard_scores[row] for _, shard_scores in found])
+            order = np.argsort(-row_scores, kind="stable")[:k]
+            labels.append(row_labels[order])
+            scores.append(row_scores[order])
+        return labels, scores
+
+    def lexical_search(self, texts: list[str], k: int = 10, *, where=(), min_score: float | None = None) -> SearchResult:
+        labels, scores = self.lexical_labels(texts, k, where=where)
+        rows = [[(label, score, None) for label, score in zip(row_labels.tolist(), row_scores.tolist()) if min_score is None or score >= min_score]
+                for row_labels, row_scores in zip(labels, scores)]
+        return SearchResult(self.hits_for(rows))
+
+    def hits_for(self, rows: list[list[tuple[int, float, dict | None]]]) -> list[list[Hit]]:
+        """Hits for (index-wide label, score, ranks) rows already ranked: one read per shard of the records they name."""
+        shards = len(self.shards)
+        wanted = _by_shard((label for row in rows for label, _, _ in row), shards, lambda label, n: label % n)
+        stored = {shard: self.shards[shard].meta.fetch([label // shards for label in labels]) for shard, labels in wanted.items()}
+        return [[Hit(rank, score, *stored[label % shards][label // shards], ranks) for rank, (label, score, ranks) in enumerate(row, start=1)]
+                for row in rows]
+
+    def _global(self, labels: np.ndarray, shard: int) -> np.ndarray:
+        """A shard's labels made unique over the index, label * shards + shard (-1, none, stays -1),
+        so the retrieval modes fuse a sharded index's lists as they fuse one index's."""
+        return np.where(labels >= 0, labels * len(self.shards) + shard, -1)
 
     def _on_every_shard(self, work: Callable) -> list:
         """`work(shard)` for every shard, in shard order, on up to one thread per core: hnswlib
@@ -372,4 +411,8 @@ def sharded_info(path) -> dict:
     first = {key: value for key, value in infos[0].items() if key not in ("generation", "created", "updated")}
     first.update(path=str(root), count=sum(i["count"] for i in infos), shards=len(infos), shard_counts=[i["count"] for i in infos],
                  bytes_on_disk=sum(i["bytes_on_disk"] for i in infos))
+    if "lexical" in first:
+        documents, size = sum(i["lexical"]["documents"] for i in infos), sum(i["lexical"]["bytes"] for i in infos)
+        first["lexical"] = {**first["lexical"], "documents": documents, "bytes": size,
+                            "bytes_per_document": round(size / documents, 1) if documents else None}
     return first

@@ -460,6 +460,11 @@ class VectorIndex:
     def has_lexical(self) -> bool:
         return bool(self.manifest.get("lexical"))
 
+    @property
+    def lexical_settings(self) -> LexicalSettings | None:
+        """How the lexical part reads a record's text (None without one): queries' text is read the same way."""
+        return LexicalSettings.from_manifest(self.manifest["lexical"], str(self.root)) if self.has_lexical else None
+
     def start_loading_lexical(self) -> None:
         """Import bm25s and load the BM25 part on a thread, while the caller loads its model: a one-off
         hybrid search overlaps the two instead of paying one after the other."""
