@@ -27,3 +27,16 @@ def test_a_usage_error_is_one_line_and_exit_2(args, command, problem):
     else:
         assert_one_line_refusal(outcome, prefix_command, None, problem, 2)
     assert f"-h`)" in outcome.stderr and outcome.stdout == b""
+
+
+@pytest.mark.parametrize("args, command, problem", [
+    (["embed", "--format", "xml"], "embed", "--format must be jsonl or npy"),
+    (["embed", "--format", "npy"], "embed", "--format npy needs -o FILE.npy or -o DIR"),
+    (["embed", "--part-rows", "10"], "embed", "--part-rows sizes the parts of --format npy -o DIR"),
+    (["embed", "--engine", "spark"], "embed", "--engine must be local or ray"),
+    (["index", "build", "--engine", "ray", "-o", "x.idx"], "index build", "--engine ray builds shards: give --shards N"),
+])
+def test_options_that_contradict_each_other_are_one_line_and_exit_2(args, command, problem):
+    outcome = run_process(args)
+    assert_one_line_refusal(outcome, command, None, problem, 2)
+    assert outcome.stdout == b""

@@ -9,6 +9,7 @@ import typer
 
 from vecpipe.cli.common import STDIN, VectorOutput, WholeRecordWrites, handles_errors, input_name, make_progress, open_input, say
 from vecpipe.cli.completion import model_names
+from vecpipe.core.errors import UsageError
 
 if TYPE_CHECKING:  # imported when a command runs, not at start-up
     from vecpipe.core.models.batching import EmbedOptions, EmbedStats
@@ -71,13 +72,15 @@ def embed(
     from vecpipe.formats.text import ReadOptions
 
     if out_format not in ("jsonl", "npy"):
-        raise typer.BadParameter("--format must be jsonl or npy")
+        raise UsageError("--format must be jsonl or npy")
     if out_format == "npy" and not output:
-        raise typer.BadParameter("--format npy needs -o FILE.npy or -o DIR")
+        raise UsageError("--format npy needs -o FILE.npy or -o DIR")
+    if part_rows is not None and (out_format != "npy" or output.endswith(".npy")):
+        raise UsageError("--part-rows sizes the parts of --format npy -o DIR (a name not ending in .npy)")
     if input_format not in ("auto", "text", "jsonl"):
-        raise typer.BadParameter("--input-format must be auto, text or jsonl")
+        raise UsageError("--input-format must be auto, text or jsonl")
     if engine not in ("local", "ray"):
-        raise typer.BadParameter("--engine must be local or ray")
+        raise UsageError("--engine must be local or ray")
     loaded = load_model(model, layers=layer, threads=threads, pooling=pooling, notify=say)
     options = EmbedOptions(
         prefix=loaded.prompt_prefix(prompt, prefix),

@@ -8,6 +8,7 @@ import typer
 
 from vecpipe.cli.common import STDIN, handles_errors, input_name, make_progress, open_input, print_table, say, stdout_is_terminal
 from vecpipe.cli.completion import index_dirs, model_names
+from vecpipe.core.errors import UsageError
 
 HELP = """Persistent vector indexes: an hnswlib graph for float vectors, a flat memory-mapped
 matrix for int8 and binary ones, with every record's id and fields in SQLite.
@@ -111,9 +112,9 @@ def build(
         keep_float=keep_float, calibration=calibration, overwrite=overwrite, lexical=settings,
     )
     if engine not in ("local", "ray"):
-        raise typer.BadParameter("--engine must be local or ray")
+        raise UsageError("--engine must be local or ray")
     if engine == "ray" and not shards:
-        raise typer.BadParameter("--engine ray builds shards: give --shards N")
+        raise UsageError("--engine ray builds shards: give --shards N")
     batches, write = _read_batches(inputs, quiet), _write_options(threads, order, seed)
     if engine == "ray":
         from vecpipe.core.cluster import ray_output_aside
@@ -181,7 +182,6 @@ def delete(
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No summary."),
 ) -> None:
     """Delete records by id."""
-    from vecpipe.core.errors import UsageError
     from vecpipe.core.index.meta import id_key
     from vecpipe.core.index.shards import delete_sharded, is_sharded
     from vecpipe.core.index.vector_index import delete_from_index
