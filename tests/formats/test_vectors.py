@@ -504,12 +504,14 @@ def test_an_empty_parts_output_reads_as_no_vectors(tmp_path):
         (lambda m: orjson.dumps({**m, "parts": [{"matrix": "part-00000.npy", "rows": "2"}]}), "needs a row count"),
         (lambda m: orjson.dumps({**m, "parts": [{"matrix": "part-00000.npy", "rows": 3}]}), "part-00000.npy: holds 2 rows but manifest.json says 3"),
         (lambda m: orjson.dumps({**m, "parts": [*m["parts"], {"matrix": "part-00001.npy", "rows": 2}]}), "part-00001.npy: No such file"),
+        (lambda m: orjson.dumps({**m, "parts": [{"matrix": "loop.npy", "rows": 2}]}), "loop.npy: Is a directory"),
     ],
-    ids=["invalid JSON", "another format", "a path outside", "rows not a number", "rows differ", "a missing part"],
+    ids=["invalid JSON", "another format", "a path outside", "rows not a number", "rows differ", "a missing part", "a directory"],
 )
 def test_broken_parts_manifests_are_one_line_errors(tmp_path, edit, message):
     out = tmp_path / "parts"
     write_parts(out, batch_of(SMALL))
+    (out / "loop.npy").symlink_to(out)  # followed as a parts directory, it would recurse for ever
     (out / "manifest.json").write_bytes(edit(parts_manifest(out)))
     with pytest.raises(DataError) as caught:
         list(read_vectors(str(out)))

@@ -954,10 +954,11 @@ def _parts_batches(path: str, batch_size: int, first_position: int, note: Note) 
     for part in parts:
         matrix = os.path.join(path, part["matrix"])
         rows = 0
-        for batch in read_vectors(matrix, None, batch_size, first_position=position, note=note):
-            first = _agreeing(first, batch)
-            rows += len(batch)
-            yield batch
+        with _open_file(matrix) as fh:  # a part is a file: a directory named like one is refused, not followed
+            for batch in read_vectors(matrix, fh, batch_size, first_position=position, note=note):
+                first = _agreeing(first, batch)
+                rows += len(batch)
+                yield batch
         if rows != part["rows"]:
             raise DataError(f"holds {rows} rows but {PARTS_MANIFEST} says {part['rows']}", matrix)
         position += rows
