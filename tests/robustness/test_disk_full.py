@@ -77,6 +77,17 @@ def test_a_full_disk_is_one_line_exit_6_and_the_previous_state_intact(name, work
     assert fingerprint(workdir) == before  # old index and output untouched, no temp files
 
 
+def test_a_full_disk_while_writing_npy_parts_keeps_the_earlier_parts(workdir):
+    from vecpipe.formats.vectors import VectorWriter
+
+    with VectorWriter(None, "npy", npy_path=str(workdir / "parts")) as writer:
+        writer.write(read_matrix(str(workdir / "small.jsonl")))
+    before = fingerprint(workdir)
+    outcome = run_on_a_full_disk(["quantize", "--to", "float16", "--format", "npy", "-o", "parts", "big.jsonl"], workdir)
+    assert_one_line_refusal(outcome, "quantize", "parts", "no space left to write (File too large)", 6)
+    assert fingerprint(workdir) == before  # the earlier parts untouched, no temp directory left
+
+
 def test_a_full_disk_during_embed_keeps_the_earlier_output(workdir, tiny_model_dir):
     before = fingerprint(workdir)
     outcome = run_on_a_full_disk(["embed", "-q", "-m", tiny_model_dir, "-o", "out.jsonl", "text.txt"], workdir)

@@ -881,6 +881,18 @@ class _PartsOutput:
         self._shape: dict | None = None
 
     def write(self, batch: VectorBatch, provenance: dict) -> None:
+        with self._named_as_target():
+            self._write(batch, provenance)
+
+    @contextlib.contextmanager
+    def _named_as_target(self) -> Iterator[None]:
+        """A refused write names the directory asked for, not the part inside its temp directory."""
+        try:
+            yield
+        except StorageError as exc:
+            raise StorageError(exc.message, self.path) from exc
+
+    def _write(self, batch: VectorBatch, provenance: dict) -> None:
         if self._shape is None:
             self._shape = {"dtype": batch.dtype, "width": int(batch.matrix.shape[1]), "provenance": provenance}
             self.part_rows = self.part_rows or max(1, PART_BYTES // max(batch.matrix[:1].nbytes, 1))
@@ -902,7 +914,8 @@ class _PartsOutput:
 
     def commit(self) -> None:
         if self._part is not None:
-            self._part.commit()
+            with self._named_as_target():
+                self._part.commit()
             self._part = None
         manifest = {"format": PARTS_FORMAT, "version": 1, "rows": sum(p["rows"] for p in self._parts), **(self._shape or {}), "parts": self._parts}
         try:
