@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 from pathlib import Path
 from typing import IO, List, Optional
@@ -56,7 +57,7 @@ def search(
     rescore: Optional[int] = typer.Option(None, "--rescore", max=10**4, help="Quantized indexes: fetch k*R candidates, re-rank them with float vectors (needs --keep-float)."),
     out_format: str = typer.Option("jsonl", "--format", help="jsonl or trec."),
     as_json: bool = typer.Option(False, "--json", help="JSONL even on a terminal."),
-    input_path: str = typer.Option(STDIN, "-i", "--input", help="Query file; `-` is stdin."),
+    input_path: str = typer.Option(STDIN, "-i", "--input", help="Query file (text lines, JSONL, or vector records: JSONL, .npy, or a directory of .npy parts); `-` is stdin."),
     field: str = typer.Option("text", "--field", help="JSONL field holding the query text."),
     model: Optional[str] = typer.Option(None, "-m", "--model", autocompletion=model_names, help="Where to find the index's model (a directory or name); it must be the model the index was built with."),
     run_name: str = typer.Option("vecpipe", "--run-name", help="The tag column of --format trec."),
@@ -147,6 +148,9 @@ def _query_batches(query: str | None, input_path: str, field: str, batch_size: i
     when only text is searched (lexical mode embeds nothing)."""
     if query is not None:
         yield [0], [query], *_embedded([query], embedder, needs_vectors)
+        return
+    if os.path.isdir(input_path):  # vector parts written by `--format npy -o DIR`
+        yield from _vector_queries(input_path, None, batch_size)
         return
     with open_input(input_path) as stream:
         source = input_name(input_path)
