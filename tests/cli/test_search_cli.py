@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -222,3 +224,16 @@ def test_text_queries_on_a_truncated_binary_index(tiny_model_dir, tmp_path):
     query = model.embed(["show free disk space"], prompt="query")[:, :16]
     signs = np.where(query > 0, 1, -1) @ np.where(embedded.matrix[:, :16] > 0, 1, -1).T / 16
     assert sorted(h["score"] for h in hits(result.stdout)) == sorted(signs[0].tolist())
+
+
+def test_a_one_off_command_imports_only_its_own_cli_module(tmp_path):
+    """typer turns every registered command into click objects at each start; `vecpipe search ...`
+    registers search alone, while `vecpipe -h` and completion still see every command."""
+    code = ("import sys; from vecpipe.cli import main\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in sys.modules if m.startswith('vecpipe.cli.') and m.count('.') == 2))")
+    loaded = subprocess.run([sys.executable, "-c", code, "search", "--help"], capture_output=True, text=True, timeout=120)
+    assert "vecpipe search" in loaded.stdout
+    assert loaded.stdout.splitlines()[-1] == "['vecpipe.cli.common', 'vecpipe.cli.completion', 'vecpipe.cli.search']"
+    listing = subprocess.run([sys.executable, "-m", "vecpipe", "-h"], capture_output=True, text=True, timeout=120).stdout
+    assert all(f" {name} " in listing for name in ("embed", "index", "search", "truncate", "quantize", "eval", "models", "completion"))
