@@ -70,12 +70,13 @@ def embed(
     from vecpipe.core.models.batching import EmbedOptions
     from vecpipe.core.models.model import load_model
     from vecpipe.formats.text import ReadOptions
+    from vecpipe.formats.vectors import writes_parts
 
     if out_format not in ("jsonl", "npy"):
         raise UsageError("--format must be jsonl or npy")
     if out_format == "npy" and not output:
         raise UsageError("--format npy needs -o FILE.npy or -o DIR")
-    if part_rows is not None and (out_format != "npy" or output.endswith(".npy")):
+    if part_rows is not None and (out_format != "npy" or not writes_parts(output)):
         raise UsageError("--part-rows sizes the parts of --format npy -o DIR (a name not ending in .npy)")
     if input_format not in ("auto", "text", "jsonl"):
         raise UsageError("--input-format must be auto, text or jsonl")

@@ -285,10 +285,9 @@ def info(
     as_json: bool = typer.Option(False, "--json", help="JSON even on a terminal."),
 ) -> None:
     """Counts, model, dimension, metric, parameters and bytes on disk (JSON when piped)."""
-    from vecpipe.core.index.shards import is_sharded, sharded_info
-    from vecpipe.core.index.vector_index import index_info
+    from vecpipe.core.index.shards import info_of
 
-    details = sharded_info(directory) if is_sharded(directory) else index_info(directory)
+    details = info_of(directory)
     if as_json or not stdout_is_terminal():
         import orjson
 

@@ -63,6 +63,13 @@ class VectorBatch:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def take(self, rows) -> "VectorBatch":
+        """These rows (a slice, or row numbers in the order wanted) as a batch of their own."""
+        if isinstance(rows, slice):
+            return VectorBatch(self.ids[rows], self.fields[rows], self.matrix[rows], self.provenance, self.lines[rows], self.source)
+        return VectorBatch([self.ids[r] for r in rows], [self.fields[r] for r in rows], self.matrix[rows], self.provenance,
+                           [self.lines[r] for r in rows] if self.lines else [], self.source)
+
     @property
     def dtype(self) -> str:
         """The logical dtype: float32, float16, int8, uint8, binary or ubinary."""
@@ -854,8 +861,13 @@ PARTS_FORMAT = "vecpipe vector parts"
 PART_BYTES = 1 << 30  # a part's matrix stays near 1 GiB: small enough to copy, mmap or load whole
 
 
+def writes_parts(npy_path: str) -> bool:
+    """`--format npy -o NAME` writes one matrix for a NAME ending in .npy, a directory of parts for any other."""
+    return not npy_path.endswith(".npy")
+
+
 def _npy_output(path: str, part_rows: int | None) -> "_NpyOutput | _PartsOutput":
-    return _NpyOutput(path) if path.endswith(".npy") else _PartsOutput(path, part_rows)
+    return _PartsOutput(path, part_rows) if writes_parts(path) else _NpyOutput(path)
 
 
 def part_name(number: int) -> str:
@@ -901,7 +913,7 @@ class _PartsOutput:
             if self._part is None or self._parts[-1]["rows"] == self.part_rows:
                 self._next_part()
             end = start + min(len(batch) - start, self.part_rows - self._parts[-1]["rows"])
-            self._part.write(_rows_of(batch, start, end), provenance)
+            self._part.write(batch.take(slice(start, end)), provenance)
             self._parts[-1]["rows"] += end - start
             start = end
 
@@ -930,12 +942,6 @@ class _PartsOutput:
             self._part.discard()
             self._part = None
         shutil.rmtree(self._tmp, ignore_errors=True)
-
-
-def _rows_of(batch: VectorBatch, start: int, end: int) -> VectorBatch:
-    if start == 0 and end == len(batch):
-        return batch
-    return VectorBatch(batch.ids[start:end], batch.fields[start:end], batch.matrix[start:end], batch.provenance, batch.lines[start:end], batch.source)
 
 
 def _check_replaceable(target: Path) -> None:

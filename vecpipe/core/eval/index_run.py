@@ -28,8 +28,7 @@ def search_index(index_path, queries_path: str, request, batch_size: int = 256) 
     """Search the index at `index_path` with every query record of `queries_path` (request: a retrieval.modes.ModeRequest whose
     mode may be None for the index's default)."""
     from vecpipe.core.index.lexical import text_of
-    from vecpipe.core.index.shards import is_sharded, open_index, sharded_info
-    from vecpipe.core.index.vector_index import index_info
+    from vecpipe.core.index.shards import info_of, open_index
     from vecpipe.core.retrieval.modes import default_mode, search
     from vecpipe.formats.vectors import read_vectors
 
@@ -51,5 +50,4 @@ def search_index(index_path, queries_path: str, request, batch_size: int = 256) 
             notices.extend(n for n in result.notices if n not in notices)
             for qid, hits in zip(batch.ids, result.hits):
                 run[str(qid)] = {str(hit.id): hit.score for hit in hits}
-    info = sharded_info(index_path) if is_sharded(index_path) else index_info(index_path)
-    return IndexRun(run, seconds, len(run), request.mode, info, notices)
+    return IndexRun(run, seconds, len(run), request.mode, info_of(index_path), notices)

@@ -102,8 +102,7 @@ def _spilled_batches(spill: Spill) -> Iterator:
         start += len(batch)
         cuts = np.flatnonzero(np.diff(batch_sources)) + 1  # where the input file changes
         for part in np.split(np.arange(len(batch)), cuts):
-            yield replace(batch, ids=[batch.ids[r] for r in part], fields=[batch.fields[r] for r in part], matrix=batch.matrix[part],
-                          lines=batch_lines[part].tolist(), source=spill.sources[batch_sources[part[0]]])
+            yield replace(batch.take(part), lines=batch_lines[part].tolist(), source=spill.sources[batch_sources[part[0]]])
 
 
 def _gathered(ray, refs: list) -> list[WriteReport]:

@@ -49,6 +49,7 @@ from vecpipe.core.index.vector_index import (
     build_index,
     delete_from_index,
     index_info,
+    ranked_rows,
     stored_text_hashes,
 )
 from vecpipe.core.index.vector_index import peek_provenance as peek_index_provenance  # the one-index version
@@ -249,12 +250,7 @@ def fan_out(batches: Iterable, shards: int, write_shard: Callable[[int, Iterator
 def _split(batch, shards: int) -> list:
     """The batch's rows by shard, each part in input order (an empty part keeps the batch's shape)."""
     owners = np.fromiter((shard_of(i, shards) for i in batch.ids), dtype=np.int64, count=len(batch.ids))
-    parts = []
-    for shard in range(shards):
-        rows = np.flatnonzero(owners == shard)
-        parts.append(replace(batch, ids=[batch.ids[r] for r in rows], fields=[batch.fields[r] for r in rows],
-                             matrix=batch.matrix[rows], lines=[batch.lines[r] for r in rows] if batch.lines else []))
-    return parts
+    return [batch.take(np.flatnonzero(owners == shard)) for shard in range(shards)]
 
 
 def _summed_reports(reports: list[WriteReport]) -> WriteReport:
@@ -334,9 +330,7 @@ class ShardedIndex:
         """The k best hits per query over every shard: each shard's top k labels, merged by score,
         then only the winners' records read (k rows per query, not k per shard)."""
         labels, scores, notices = self.search_labels(queries, k, **options)
-        rows = [[(label, score, None) for label, score in zip(row_labels, row_scores) if label >= 0 and (min_score is None or score >= min_score)]
-                for row_labels, row_scores in zip(labels.tolist(), scores.tolist())]
-        return SearchResult(self.hits_for(rows), notices)
+        return SearchResult(self.hits_for(ranked_rows(labels, scores, min_score)), notices)
 
     def search_labels(self, queries: np.ndarray, k: int = 10, **options) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """The k best labels (index-wide: see _global) and scores per query row over every shard, -1 where fewer exist."""
@@ -364,9 +358,7 @@ class ShardedIndex:
 
     def lexical_search(self, texts: list[str], k: int = 10, *, where=(), min_score: float | None = None) -> SearchResult:
         labels, scores = self.lexical_labels(texts, k, where=where)
-        rows = [[(label, score, None) for label, score in zip(row_labels.tolist(), row_scores.tolist()) if min_score is None or score >= min_score]
-                for row_labels, row_scores in zip(labels, scores)]
-        return SearchResult(self.hits_for(rows))
+        return SearchResult(self.hits_for(ranked_rows(labels, scores, min_score)))
 
     def hits_for(self, rows: list[list[tuple[int, float, dict | None]]]) -> list[list[Hit]]:
         """Hits for (index-wide label, score, ranks) rows already ranked: one read per shard of the records they name."""
@@ -403,6 +395,11 @@ class ShardedIndex:
 
 def open_index(path) -> "VectorIndex | ShardedIndex":
     return ShardedIndex.open(path) if is_sharded(path) else VectorIndex.open(path)
+
+
+def info_of(path) -> dict:
+    """`index info`'s details of a sharded index or of one index."""
+    return sharded_info(path) if is_sharded(path) else index_info(path)
 
 
 def sharded_info(path) -> dict:

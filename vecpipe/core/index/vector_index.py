@@ -506,12 +506,7 @@ class VectorIndex:
     def lexical_search(self, texts: list[str], k: int = 10, *, where: Sequence[str] = (), min_score: float | None = None) -> SearchResult:
         """The k best BM25 hits per query text (documents matching no query term are not hits)."""
         labels, scores = self.lexical_labels(texts, k, where=where)
-        width = max((len(row) for row in labels), default=0)
-        padded_labels = np.full((len(texts), width), -1, dtype=np.int64)
-        padded_scores = np.zeros((len(texts), width), dtype=np.float32)
-        for row, (found, score) in enumerate(zip(labels, scores)):
-            padded_labels[row, : len(found)], padded_scores[row, : len(found)] = found, score
-        return SearchResult(self._hits(padded_labels, padded_scores, min_score))
+        return SearchResult(self.hits_for(ranked_rows(labels, scores, min_score)))
 
     def lexical_labels(self, texts: list[str], k: int = 10, *, where: Sequence[str] = ()) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Per query text: the labels and BM25 scores of up to k matching documents, best first, without reading any record."""
@@ -546,6 +541,13 @@ class VectorIndex:
             kept = [(label, score) for label, score, ok in zip(row_labels, row_scores, row_keep) if ok]
             hits.append([Hit(rank, score, *stored[label]) for rank, (label, score) in enumerate(kept, start=1)])
         return hits
+
+
+def ranked_rows(labels, scores, min_score: float | None = None) -> list[list[tuple[int, float, None]]]:
+    """Per query, (label, score, None) rows for `hits_for` from its ranked labels and scores: the
+    padding (-1) dropped, and scores under `min_score`."""
+    return [[(label, score, None) for label, score in zip(row_labels.tolist(), row_scores.tolist()) if label >= 0 and (min_score is None or score >= min_score)]
+            for row_labels, row_scores in zip(labels, scores)]
 
 
 @dataclass
