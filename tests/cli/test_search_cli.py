@@ -190,6 +190,23 @@ def test_one_off_text_query_uses_the_model_and_its_query_prompt(text_index, tiny
     assert top["score"] == pytest.approx(float(query @ doc), abs=1e-4)
 
 
+def test_a_one_off_query_scans_the_vectors_and_leaves_the_graph_unloaded(text_index, tiny_model_dir, monkeypatch):
+    import hnswlib
+
+    loads = []
+    real_load = hnswlib.Index.load_index
+    monkeypatch.setattr(hnswlib.Index, "load_index", lambda self, *a, **k: loads.append(a[0]) or real_load(self, *a, **k))
+    model = ["-m", str(tiny_model_dir), "-k", "3"]
+    one_off = run(["search", str(text_index), "copy files", *model])
+    assert one_off.exit_code == 0, one_off.output
+    assert loads == []
+    walked = run(["search", str(text_index), "copy files", "--ef", "50", *model])
+    from_stdin = run(["search", str(text_index), *model], "copy files\n")
+    assert len(loads) == 2  # --ef asks for the graph walk; queries from stdin may be many
+    assert [h["id"] for h in hits(one_off.stdout)] == [h["id"] for h in hits(walked.stdout)] == [h["id"] for h in hits(from_stdin.stdout)]
+    assert [h["score"] for h in hits(one_off.stdout)] == pytest.approx([h["score"] for h in hits(walked.stdout)], abs=1e-6)
+
+
 def test_text_lines_and_jsonl_queries_from_stdin(text_index, tiny_model_dir):
     lines = run(["search", str(text_index), "-m", str(tiny_model_dir), "-k", "1"], "free disk space\n\ncopy files\n")
     assert [h["query_id"] for h in hits(lines.stdout)] == [0, 1]

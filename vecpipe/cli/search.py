@@ -20,6 +20,10 @@ query id), or vector records, which are used as they are. Text is embedded with 
 own model and its `query` prompt; a query from another model, dimension or quantization is
 refused.
 
+A one-off query on a float (HNSW) index is answered exactly, by one scan of the vectors where
+they lie on disk: that costs less than loading the graph, and exact hits are never worse than
+the graph's. `--ef` makes it walk the graph instead; queries from stdin always do.
+
 Hits are JSONL `{"query_id", "rank", "id", "score", ...stored fields}` when piped, a table on a
 terminal, or a TREC run with --format trec. Scores are higher-is-better: cosine similarity,
 inner product, the negative Euclidean distance for l2, 1 - 2*hamming/bits for binary indexes;
@@ -76,7 +80,10 @@ def search(
         raise UsageError("--format must be jsonl or trec")
     if rescore is not None and rescore < 1:
         raise UsageError("--rescore must be at least 1")
-    with open_index(directory) as index:
+    # One query (with no --ef asking for the graph walk), --exact or lexical search: the vectors are
+    # scanned exactly, or not read, so the graph is not loaded (a scan costs less than the load).
+    load_graph = not (exact or mode == "lexical" or (query is not None and ef is None))
+    with open_index(directory, load_graph) as index:
         request = ModeRequest(mode or default_mode(index), k, where, min_score, ef, exact, rescore, Fusion(fusion, rrf_k, alpha))
         request.check(index, has_text=True)
         if request.mode != "dense":

@@ -183,6 +183,45 @@ def test_wide_filter_goes_through_the_graph_filter(built, corpus, monkeypatch):
     assert ids_of(result) == ids_of(exact)
 
 
+# --- searching without the graph: a scan of the saved graph file -----------------------------------
+
+
+@pytest.mark.parametrize("metric", ["cosine", "ip", "l2"])
+def test_an_index_opened_without_its_graph_answers_as_exact_search_does(metric, corpus, tmp_path, monkeypatch):
+    """Deleted slots, slots reused by later upserts and broad or narrow filters, read from the file
+    in place: the hits and scores of brute force over the live vectors."""
+    path = tmp_path / "idx"
+    build_index(path, batches(corpus[:500] * 3, size=50), BuildOptions(metric=metric))
+    delete_from_index(path, [f"d{i}" for i in range(0, 500, 7)])
+    add_to_index(path, batches(corpus[500:] * 3, first=500))  # new labels in the deleted slots
+    delete_from_index(path, ["d1", "d2", "d3", "d550"])  # and slots left deleted
+    queries = clustered(20, seed=4) * 2
+    filters = {(): lambda j: True, ("lang!=fr",): lambda j: j % 3 != 2, ("year=2004",): lambda j: j % 25 == 4}
+    monkeypatch.setattr("hnswlib.Index.load_index", lambda *a, **k: pytest.fail("the graph was loaded"))
+    with VectorIndex.open(path, load_graph=False) as index:
+        scanned = {where: index.search(queries, k=10, where=list(where)) for where in filters}
+    for where, passes in filters.items():
+        rows = [j for j in range(600) if (j >= 500 or j % 7) and j not in (1, 2, 3, 550) and passes(j)]
+        vectors = corpus[rows] * 3
+        truth = {"cosine": queries / np.linalg.norm(queries, axis=1, keepdims=True) @ (vectors / 3).T, "ip": queries @ vectors.T,
+                 "l2": -np.linalg.norm(queries[:, None, :] - vectors[None], axis=2)}[metric]
+        best = np.argsort(-truth, axis=1, kind="stable")[:, :10]
+        assert ids_of(scanned[where]) == [[f"d{rows[j]}" for j in row] for row in best]
+        got = [[h.score for h in row] for row in scanned[where].hits]
+        np.testing.assert_allclose(got, np.take_along_axis(truth, best, 1), rtol=1e-4, atol=1e-4)
+
+
+def test_a_graph_file_cut_short_is_refused_as_corrupt(corpus, tmp_path):
+    path = tmp_path / "idx"
+    build_index(path, batches(corpus[:50]))
+    graph = current_generation(path) / "graph.bin"
+    data = graph.read_bytes()
+    graph.write_bytes(data[: len(data) // 2])
+    for load_graph in (True, False):
+        with pytest.raises(IndexStoreError, match="corrupt"):
+            VectorIndex.open(path, load_graph=load_graph)
+
+
 @pytest.mark.parametrize("bad", ["lang", "=x", "year>abc", "id=3", "embedding=1"])
 def test_bad_where_is_a_usage_error(bad, built, corpus):
     with VectorIndex.open(built) as index, pytest.raises(UsageError):

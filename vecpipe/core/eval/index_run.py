@@ -34,7 +34,7 @@ def search_index(index_path, queries_path: str, request, batch_size: int = 256) 
 
     run: dict[str, dict[str, float]] = {}
     seconds, notices = 0.0, []
-    with open_index(index_path) as index:
+    with open_index(index_path, load_graph=not (request.exact or request.mode == "lexical")) as index:  # a scan needs no graph
         request.mode = request.mode or default_mode(index)
         settings = index.lexical_settings
         for batch in read_vectors(queries_path, None, batch_size):

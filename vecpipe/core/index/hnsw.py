@@ -2,11 +2,17 @@
 
 Deletes and upserts mark labels deleted; new vectors reuse deleted slots
 (`allow_replace_deleted`), so the graph does not grow with churn. Labels are never reused.
+
+Exact search (`--exact`, narrow filters) reads the vectors where they lie in the saved graph
+file, memory-mapped (GraphFile): hnswlib would copy the whole file into memory first, which
+costs more than scanning it once. An index opened without its graph (`load_graph=False`)
+answers every search that way: a process that runs one query pays one scan, not a graph load.
 """
 from __future__ import annotations
 
+import os
 import struct
-
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +33,10 @@ class HnswGraph:
     streams = True  # vectors can go into the graph as they arrive
     relabels = False  # labels stay as they are across writes
 
-    def __init__(self, index, metric: str):
-        self.index = index
-        self.metric = metric
-        self._all = None  # (labels, vectors) of every live row, kept for repeated --exact batches
+    def __init__(self, index, metric: str, dim: int, stored: "GraphFile | None" = None):
+        self.index = index  # None when opened without its graph: every search scans `stored`
+        self.metric, self.dim = metric, dim
+        self.stored = stored  # the saved graph's vectors, memory-mapped (a graph being built has none)
 
     @classmethod
     def create(cls, metric: str, dim: int, M: int, ef_construction: int, seed: int) -> "HnswGraph":
@@ -40,22 +46,24 @@ class HnswGraph:
         index.init_index(
             max_elements=_MIN_CAPACITY, M=M, ef_construction=ef_construction, random_seed=seed, allow_replace_deleted=True
         )
-        return cls(index, metric)
+        return cls(index, metric, dim)
 
     @classmethod
-    def load(cls, generation: Path, manifest: dict) -> "HnswGraph":
-        import hnswlib
-
+    def load(cls, generation: Path, manifest: dict, load_graph: bool = True) -> "HnswGraph":
         path = generation / GRAPH_FILE
         if not path.is_file():
             raise FileNotFoundError(path)
-        _check_header(path, manifest)
+        stored = GraphFile.open(path, manifest)  # checks the layout before hnswlib trusts it
+        if not load_graph:
+            return cls(None, manifest["metric"], manifest["dim"], stored)
+        import hnswlib
+
         index = hnswlib.Index(space=manifest["metric"], dim=manifest["dim"])
         try:
             index.load_index(str(path), allow_replace_deleted=True)
         except RuntimeError as exc:
             raise IndexStoreError(f"graph file is unreadable ({exc})", str(path)) from None
-        return cls(index, manifest["metric"])
+        return cls(index, manifest["metric"], manifest["dim"], stored)
 
     def prepare(self, matrix: np.ndarray, provenance: dict) -> np.ndarray:
         return np.ascontiguousarray(matrix, dtype=np.float32)
@@ -78,7 +86,7 @@ class HnswGraph:
         return {"slots": self.index.element_count}  # live rows plus deleted ones awaiting reuse
 
     def query_width(self, dtype: str) -> int:
-        return self.index.dim
+        return self.dim
 
     def query_dtype_problem(self, dtype: str, calibration_sha256: str | None) -> str | None:
         return None if is_float(dtype) else f"dtype {dtype} cannot search a float index; search with float vectors"
@@ -87,30 +95,30 @@ class HnswGraph:
         if request.rescore:
             raise UsageError("--rescore applies to quantized indexes (index build --quantize int8|binary --keep-float)")
         queries = np.ascontiguousarray(queries, dtype=np.float32)
-        if not (request.exact or self._filter_is_narrow(request.allowed)):
+        if self.index is not None and not (request.exact or self._filter_is_narrow(request.allowed)):
             self.index.set_ef(request.ef)
             allowed = None if request.allowed is None else set(request.allowed.tolist())
             try:
                 return self.knn(queries, request.k, allowed)
             except RuntimeError:
                 pass  # the walk found fewer than k rows that pass: the exact search below returns what exists
-        labels, vectors = self._candidates(request.allowed, meta)
-        if self.metric == "cosine":  # hnswlib keeps cosine vectors normalized: a dot product suffices
-            return exact_float_search("ip", normalize_rows(queries), vectors, labels, request.k)
-        return exact_float_search(self.metric, queries, vectors, labels, request.k)
+        return self.scan(queries, request.k, request.allowed)
 
     def _filter_is_narrow(self, allowed: np.ndarray | None) -> bool:
         if allowed is None:
             return False
         return len(allowed) <= max(EXACT_FILTER_ROWS, EXACT_FILTER_SHARE * self.index.get_current_count())
 
-    def _candidates(self, allowed: np.ndarray | None, meta) -> tuple[np.ndarray, np.ndarray]:
-        if allowed is not None:
-            return allowed, self.vectors(allowed)
-        if self._all is None:
-            labels = meta.all_labels()
-            self._all = (labels, self.vectors(labels))
-        return self._all
+    def scan(self, queries: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The exact top k over the stored vectors, live rows only (and only `allowed` labels, when given)."""
+        stored = self.stored
+        keep = stored.live if allowed is None else stored.live & np.isin(stored.labels, allowed)
+        metric = self.metric
+        if metric == "cosine":  # hnswlib keeps cosine vectors normalized: a dot product suffices
+            metric, queries = "ip", normalize_rows(queries)
+        if 4 * np.count_nonzero(keep) <= len(keep):  # few rows pass: copy them rather than score every row
+            return exact_float_search(metric, queries, stored.vectors[keep], stored.labels[keep], k)
+        return exact_float_search(metric, queries, stored.vectors, stored.labels, k, keep=None if keep.all() else keep)
 
     def knn(self, queries: np.ndarray, k: int, allowed: set | None) -> tuple[np.ndarray, np.ndarray]:
         """(labels, scores); raises RuntimeError when hnswlib cannot find k live neighbours."""
@@ -119,28 +127,45 @@ class HnswGraph:
         )
         return labels.astype(np.int64), scores_from_distances(self.metric, distances)
 
-    def vectors(self, labels: np.ndarray) -> np.ndarray:
-        """The stored vectors (normalized for cosine, as hnswlib keeps them)."""
-        if len(labels) == 0:
-            return np.zeros((0, self.index.dim), dtype=np.float32)
-        return np.asarray(self.index.get_items(labels), dtype=np.float32)
+
+# hnswlib 0.8's saved graph (hnswalg.h, saveIndex): a header of offsetLevel0, max_elements,
+# cur_element_count, size_data_per_element, label_offset, offsetData (size_t), maxlevel (int),
+# enterpoint_node (u32), maxM, maxM0, M (size_t), mult (double), ef_construction (size_t); then one
+# record per slot: level-0 links (a u16 count, a flags byte whose bit 0 marks the slot deleted, a
+# spare byte, maxM0 u32 neighbours), the float32 vector, the u64 label; then the upper levels' links.
+_HEADER = struct.Struct("=6QiI3QdQ")  # native order, as hnswlib writes it
+_DELETED = 0x01
 
 
-# hnswlib's file starts with six size_t fields: offsetLevel0, max_elements, cur_element_count,
-# size_data_per_element, label_offset, offsetData; a float vector is label_offset - offsetData bytes.
-_HEADER = struct.Struct("<6Q")
+@dataclass
+class GraphFile:
+    """The vectors, labels and deleted marks of a saved graph, read in place from a memory map."""
 
+    vectors: np.ndarray  # slots x dim float32, a strided view of the file
+    labels: np.ndarray  # int64 per slot
+    live: np.ndarray  # bool per slot: False where the slot is marked deleted
 
-def _check_header(path: Path, manifest: dict) -> None:
-    """Refuse a graph of another width or size than the manifest's before hnswlib reads it
-    (hnswlib trusts the caller's dim and would read a wider graph's bytes as vectors)."""
-    with open(path, "rb") as f:
-        head = f.read(_HEADER.size)
-    if len(head) < _HEADER.size:
-        raise IndexStoreError("graph file is cut short", str(path))
-    _, _, elements, _, label_offset, data_offset = _HEADER.unpack(head)
-    width = (label_offset - data_offset) // 4 if label_offset > data_offset else -1
-    if width != manifest["dim"]:
-        raise IndexStoreError(f"graph holds vectors of {width} dimensions but the manifest says {manifest['dim']}: the index is corrupt", str(path))
-    if elements != manifest["slots"]:
-        raise IndexStoreError(f"graph holds {elements} vectors but the manifest says {manifest['slots']}: the index is corrupt", str(path))
+    @classmethod
+    def open(cls, path: Path, manifest: dict) -> "GraphFile":
+        """Refuse a graph of another width, size or layout than the manifest's: hnswlib trusts the
+        caller's dim and would read a wider graph's bytes as vectors."""
+        with open(path, "rb") as f:
+            head = f.read(_HEADER.size)
+            size = os.fstat(f.fileno()).st_size
+        if len(head) < _HEADER.size:
+            raise IndexStoreError("graph file is cut short", str(path))
+        level0, _, slots, record, label_offset, data_offset, _, _, _, max_m0, *_ = _HEADER.unpack(head)
+        width = (label_offset - data_offset) // 4 if label_offset > data_offset else -1
+        if width != manifest["dim"]:
+            raise IndexStoreError(f"graph holds vectors of {width} dimensions but the manifest says {manifest['dim']}: the index is corrupt", str(path))
+        if slots != manifest["slots"]:
+            raise IndexStoreError(f"graph holds {slots} vectors but the manifest says {manifest['slots']}: the index is corrupt", str(path))
+        if (level0, data_offset, record) != (0, 4 + 4 * max_m0, label_offset + 8) or size < _HEADER.size + slots * record:
+            raise IndexStoreError("graph file is cut short or not laid out as hnswlib 0.8 saves it: the index is corrupt", str(path))
+        if slots == 0:
+            return cls(np.zeros((0, width), np.float32), np.zeros(0, np.int64), np.zeros(0, bool))
+        records = np.memmap(path, dtype=np.uint8, mode="r", offset=_HEADER.size, shape=(slots, record))
+        vectors = records[:, data_offset:label_offset].view(np.float32)
+        labels = records[:, label_offset:].view(np.uint64).ravel().astype(np.int64)
+        live = (records[:, 2] & _DELETED) == 0
+        return cls(vectors, labels, live)

@@ -38,7 +38,8 @@ def scores_from_distances(metric: str, distances: np.ndarray) -> np.ndarray:
 def float_scores(metric: str, queries: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     """Brute-force scores of float queries against float vectors, on the same scale as hnswlib's."""
     if metric == "l2":
-        squared = (queries**2).sum(1)[:, None] + (vectors**2).sum(1)[None, :] - 2.0 * (queries @ vectors.T)
+        # einsum: no squared copy of `vectors`, which may be a memory map of the whole index
+        squared = np.einsum("ij,ij->i", queries, queries)[:, None] + np.einsum("ij,ij->i", vectors, vectors)[None, :] - 2.0 * (queries @ vectors.T)
         return -np.sqrt(np.maximum(squared, 0.0))
     if metric == "cosine":
         queries, vectors = normalize_rows(queries), normalize_rows(vectors)
@@ -82,12 +83,17 @@ def _selection_type(dtype: np.dtype) -> np.dtype:
     return np.dtype(np.int32) if dtype.kind == "u" and dtype.itemsize < 4 else dtype
 
 
-def exact_float_search(metric: str, queries: np.ndarray, vectors: np.ndarray, labels: np.ndarray, k: int):
-    """Brute-force top-k over `vectors` (rows labelled `labels`), in query blocks to bound memory."""
+def exact_float_search(metric: str, queries: np.ndarray, vectors: np.ndarray, labels: np.ndarray, k: int, keep: np.ndarray | None = None):
+    """Brute-force top-k over `vectors` (rows labelled `labels`; only rows where `keep` holds, when
+    given), in query blocks to bound memory."""
     out_labels, out_scores = [], []
+    dropped = None if keep is None else ~keep
     block = max(1, (1 << 24) // max(1, len(labels)))  # ~64 MiB of float32 scores per block
     for start in range(0, len(queries), block):
-        positions, scores = top_k(float_scores(metric, queries[start : start + block], vectors), k)
+        scores = float_scores(metric, queries[start : start + block], vectors)
+        if dropped is not None:
+            scores[:, dropped] = -np.inf
+        positions, scores = top_k(scores, k)
         out_labels.append(labels[positions])
         out_scores.append(scores)
     return np.concatenate(out_labels), np.concatenate(out_scores)

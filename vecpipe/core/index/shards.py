@@ -276,12 +276,12 @@ class ShardedIndex:
         self._pool = None
 
     @classmethod
-    def open(cls, path) -> "ShardedIndex":
+    def open(cls, path, load_graph: bool = True) -> "ShardedIndex":
         root = Path(path)
         opened: list[VectorIndex] = []
         try:
             for directory in existing_shard_dirs(root):
-                opened.append(VectorIndex.open(directory))
+                opened.append(VectorIndex.open(directory, load_graph))
         except BaseException:
             for index in opened:
                 index.close()
@@ -393,8 +393,9 @@ class ShardedIndex:
         return results
 
 
-def open_index(path) -> "VectorIndex | ShardedIndex":
-    return ShardedIndex.open(path) if is_sharded(path) else VectorIndex.open(path)
+def open_index(path, load_graph: bool = True) -> "VectorIndex | ShardedIndex":
+    """A sharded index or one index; `load_graph` as in VectorIndex.open."""
+    return ShardedIndex.open(path, load_graph) if is_sharded(path) else VectorIndex.open(path, load_graph)
 
 
 def info_of(path) -> dict:

@@ -137,9 +137,9 @@ def _check_record_provenance(manifest: dict, provenance: dict, source: str, line
 # --- writing -----------------------------------------------------------------------------
 
 
-def load_backend(generation: Path, manifest: dict):
+def load_backend(generation: Path, manifest: dict, load_graph: bool = True):
     if manifest["kind"] == "hnsw":
-        return HnswGraph.load(generation, manifest)
+        return HnswGraph.load(generation, manifest, load_graph)
     from vecpipe.core.index.flat import FlatIndex
 
     return FlatIndex.load(generation, manifest)
@@ -388,11 +388,14 @@ class VectorIndex:
         self._lexical_loader = None  # a thread loading the lexical part (see start_loading_lexical)
 
     @classmethod
-    def open(cls, path) -> "VectorIndex":
+    def open(cls, path, load_graph: bool = True) -> "VectorIndex":
+        """The live generation. Without `load_graph` a float index leaves its HNSW graph unread and
+        answers every search exactly by scanning its vectors: for a process that runs a query or two,
+        one scan costs less than loading the graph."""
         root = Path(path)
 
         def load(generation: Path, manifest: dict) -> "VectorIndex":
-            backend = load_backend(generation, manifest)
+            backend = load_backend(generation, manifest, load_graph)
             return cls(root, generation, manifest, backend, MetaStore.open_readonly(generation / META_FILE))
 
         return open_with_retry(root, load)
