@@ -112,13 +112,19 @@ class HnswGraph:
     def scan(self, queries: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """The exact top k over the stored vectors, live rows only (and only `allowed` labels, when given)."""
         stored = self.stored
-        keep = stored.live if allowed is None else stored.live & np.isin(stored.labels, allowed)
+        keep = stored.live()
+        if allowed is not None:
+            passes = np.isin(stored.labels(), allowed)
+            keep = passes if keep is None else keep & passes
         metric = self.metric
         if metric == "cosine":  # hnswlib keeps cosine vectors normalized: a dot product suffices
             metric, queries = "ip", normalize_rows(queries)
-        if 4 * np.count_nonzero(keep) <= len(keep):  # few rows pass: copy them rather than score every row
-            return exact_float_search(metric, queries, stored.vectors[keep], stored.labels[keep], k)
-        return exact_float_search(metric, queries, stored.vectors, stored.labels, k, keep=None if keep.all() else keep)
+        slots = np.arange(stored.slots)
+        if keep is not None and 4 * np.count_nonzero(keep) <= len(keep):  # few rows pass: copy them rather than score every row
+            slots, found = exact_float_search(metric, queries, stored.vectors[keep], slots[keep], k)
+        else:
+            slots, found = exact_float_search(metric, queries, stored.vectors, slots, k, keep=keep)
+        return stored.labels(slots.ravel()).reshape(slots.shape), found
 
     def knn(self, queries: np.ndarray, k: int, allowed: set | None) -> tuple[np.ndarray, np.ndarray]:
         """(labels, scores); raises RuntimeError when hnswlib cannot find k live neighbours."""
@@ -139,11 +145,25 @@ _DELETED = 0x01
 
 @dataclass
 class GraphFile:
-    """The vectors, labels and deleted marks of a saved graph, read in place from a memory map."""
+    """The vectors, labels and deleted marks of a saved graph, read in place from a memory map.
+    Labels and marks are read only when asked for: each read touches every page of the file."""
 
     vectors: np.ndarray  # slots x dim float32, a strided view of the file
-    labels: np.ndarray  # int64 per slot
-    live: np.ndarray  # bool per slot: False where the slot is marked deleted
+    records: np.ndarray  # slots x record bytes
+    label_offset: int
+    has_deleted: bool  # some slot is marked deleted (the manifest counts fewer rows than slots)
+
+    @property
+    def slots(self) -> int:
+        return len(self.records)
+
+    def labels(self, slots=slice(None)) -> np.ndarray:
+        """The int64 labels of these slots (every slot by default)."""
+        return self.records[slots, self.label_offset :].view(np.uint64).ravel().astype(np.int64)
+
+    def live(self) -> np.ndarray | None:
+        """Per slot, False where it is marked deleted; None when no slot is."""
+        return (self.records[:, 2] & _DELETED) == 0 if self.has_deleted else None
 
     @classmethod
     def open(cls, path: Path, manifest: dict) -> "GraphFile":
@@ -163,9 +183,7 @@ class GraphFile:
         if (level0, data_offset, record) != (0, 4 + 4 * max_m0, label_offset + 8) or size < _HEADER.size + slots * record:
             raise IndexStoreError("graph file is cut short or not laid out as hnswlib 0.8 saves it: the index is corrupt", str(path))
         if slots == 0:
-            return cls(np.zeros((0, width), np.float32), np.zeros(0, np.int64), np.zeros(0, bool))
-        records = np.memmap(path, dtype=np.uint8, mode="r", offset=_HEADER.size, shape=(slots, record))
-        vectors = records[:, data_offset:label_offset].view(np.float32)
-        labels = records[:, label_offset:].view(np.uint64).ravel().astype(np.int64)
-        live = (records[:, 2] & _DELETED) == 0
-        return cls(vectors, labels, live)
+            records = np.zeros((0, record), np.uint8)
+        else:
+            records = np.memmap(path, dtype=np.uint8, mode="r", offset=_HEADER.size, shape=(slots, record))
+        return cls(records[:, data_offset:label_offset].view(np.float32), records, label_offset, slots > manifest["count"])
