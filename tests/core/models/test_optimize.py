@@ -126,6 +126,25 @@ def test_int8_variant_manifest_and_graph(tiny_checkpoint, tmp_path, graph_form, 
     int8, fp32 = Model(out), Model(tiny_model_dir)
     assert int8.provenance()["model"] == "tiny-bert:int8" and int8.provenance()["variant"] == "int8"
     assert (int8.embed(TEXTS) * fp32.embed(TEXTS)).sum(1).min() > 0.98
+    assert manifest["quantization"]["recipe"] == optimize.QUANTIZATION_RECIPE
+
+
+def test_biases_are_added_inside_the_quantized_matmuls_with_the_same_result(tiny_model_dir, tmp_path, monkeypatch):
+    folded, unfolded = tmp_path / "folded", tmp_path / "unfolded"
+    folded.mkdir()
+    unfolded.mkdir()
+    optimize.make_variant(tiny_model_dir, folded, "int8")
+    monkeypatch.setattr(optimize, "_fold_biases", lambda model: None)
+    optimize.make_variant(tiny_model_dir, unfolded, "int8")
+    graphs = {path: onnx.load(str(path / "model.onnx")).graph for path in (folded, unfolded)}
+    matmuls = [node for node in graphs[folded].node if node.op_type == "DynamicQuantizeMatMul"]
+    assert matmuls and all(len(node.input) == 5 and node.input[3] == "" for node in matmuls)
+    produced_by_matmul = {node.output[0] for node in matmuls}
+    constants = {init.name for init in graphs[folded].initializer}
+    assert not any(node.op_type == "Add" and set(node.input) & produced_by_matmul and set(node.input) & constants for node in graphs[folded].node)
+    adds = [sum(node.op_type == "Add" for node in graphs[path].node) for path in (folded, unfolded)]
+    assert adds[0] == adds[1] - len(matmuls)
+    np.testing.assert_allclose(Model(folded).embed(TEXTS), Model(unfolded).embed(TEXTS), atol=1e-5)
 
 
 def test_a_variant_of_a_variant_is_refused(tiny_model_dir, tmp_path):
@@ -168,6 +187,19 @@ def test_variant_is_remade_when_its_base_changes(home, tiny_checkpoint):
     again = registry.resolve("tiny-bert:int8", notify=notes.append)
     assert any("changed since" in n for n in notes)
     assert json.loads((again / "vecpipe.json").read_text())["base"]["manifest_sha256"] != "0" * 64
+
+
+def test_variant_made_by_another_recipe_is_made_again(home, tiny_checkpoint):
+    path = registry.resolve(f"{tiny_checkpoint}:int8")
+    manifest = json.loads((path / "vecpipe.json").read_text())
+    manifest["quantization"].pop("recipe")  # as the first recipe wrote it
+    (path / "vecpipe.json").write_text(json.dumps(manifest))
+    notes = []
+    again = registry.resolve("tiny-bert:int8", notify=notes.append)
+    assert any("made by another vecpipe" in n for n in notes)
+    assert json.loads((again / "vecpipe.json").read_text())["quantization"]["recipe"] == optimize.QUANTIZATION_RECIPE
+    notes.clear()
+    assert registry.resolve("tiny-bert:int8", notify=notes.append) == again and notes == []
 
 
 def test_variant_of_an_uncached_directory_says_how(home, tiny_model_dir):

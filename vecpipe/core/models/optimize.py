@@ -45,6 +45,9 @@ from vecpipe.core.models.graph import MS_DOMAIN, save_graph
 from vecpipe.core.models.manifest import GRAPH_FILE, file_hashes, manifest_sha256, read_manifest, write_manifest
 
 VARIANTS = ("int8",)
+# Bumped when the int8 graph is made differently: a cached variant made by another recipe is made again.
+# 2: each MatMul's bias is added inside DynamicQuantizeMatMul, not by an Add after it.
+QUANTIZATION_RECIPE = 2
 QUANTIZED_OPS = ("MatMul", "Attention")
 # Channel maxima above this percentile of all the tensor's channel maxima are divided down to it
 # (95 of 75, 80, 90, 95: best minimum cosine, mean within 0.0004 of the best; see bench/RESULTS.md).
@@ -103,6 +106,7 @@ def quantize_int8(base_dir: Path, out_dir: Path, calibration: list[str] | None =
     quantize_nodes(model)
     save_graph(model, out_dir)
     return {
+        "recipe": QUANTIZATION_RECIPE,
         "method": "dynamic int8: weights int8 per output column (pair sums <= 128, no saturation), activations uint8 per tensor",
         "ops": ["MatMul -> DynamicQuantizeMatMul", "Attention -> QAttention"],
         "outlier_smoothing": {"percentile": SMOOTHING_PERCENTILE, "channels": sum(int((s > 1).sum()) for s in scales.values())},
@@ -259,6 +263,32 @@ def quantize_nodes(model) -> None:
             nodes.extend(_quantized_attention(node, init.name))
     del model.graph.node[:]
     model.graph.node.extend(nodes)
+    _fold_biases(model)
+
+
+def _fold_biases(model) -> None:
+    """DynamicQuantizeMatMul adds a bias itself: the Add of a constant vector that alone follows it
+    is folded in (one pass less over each product; SICK-R 2000 sentences 5-10% faster, SciFact 1-7%)."""
+    widths = {init.name: list(init.dims) for init in model.graph.initializer}
+    outputs = {out.name for out in model.graph.output}
+    consumers: dict[str, list] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    folded = set()
+    for node in model.graph.node:
+        if node.op_type != "DynamicQuantizeMatMul" or node.output[0] in outputs or len(consumers.get(node.output[0], [])) != 1:
+            continue
+        add = consumers[node.output[0]][0]
+        bias = [name for name in add.input if name != node.output[0]]
+        if add.op_type != "Add" or len(bias) != 1 or widths.get(bias[0]) != widths[node.input[2]]:  # one value per column, as the scales
+            continue
+        node.input.extend([""] * (4 - len(node.input)) + bias)  # A, B, b_scale, b_zero_point (none), bias
+        node.output[0] = add.output[0]
+        folded.add(id(add))
+    kept = [node for node in model.graph.node if id(node) not in folded]
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
 
 
 def _quantized_matmul(node, weight: str):

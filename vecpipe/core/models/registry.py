@@ -315,15 +315,20 @@ def _split_variant(name: str) -> tuple[str, str | None]:
 
 
 def _resolve_variant(base_name: str, variant: str, layers: int | None, notify: Notify) -> Path:
-    """The cached `variant` of a cached base model, made (or remade, when its base changed) on demand."""
+    """The cached `variant` of a cached base model, made (or remade, when its base or vecpipe's recipe changed) on demand."""
+    from vecpipe.core.models.optimize import QUANTIZATION_RECIPE
+
     base_dir = resolve(base_name, layers, notify)
     target = variant_cache_path(base_dir, variant)
     if (target / MANIFEST).exists():
         try:
             manifest = verify_model_dir(target)
-            if manifest.get("base", {}).get("manifest_sha256") == manifest_sha256(base_dir):
+            if manifest.get("base", {}).get("manifest_sha256") != manifest_sha256(base_dir):
+                notify(f"{base_name} changed since its {variant} variant was made; making it again")
+            elif manifest.get("quantization", {}).get("recipe") != QUANTIZATION_RECIPE:
+                notify(f"the cached {variant} variant of {base_name} was made by another vecpipe; making it again")
+            else:
                 return target
-            notify(f"{base_name} changed since its {variant} variant was made; making it again")
         except ModelError as exc:
             notify(f"cached model is unusable ({exc}); making it again")
     return make_cached_variant(base_dir, variant, notify)
