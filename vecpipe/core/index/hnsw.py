@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -112,10 +112,7 @@ class HnswGraph:
     def scan(self, queries: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """The exact top k over the stored vectors, live rows only (and only `allowed` labels, when given)."""
         stored = self.stored
-        keep = stored.live()
-        if allowed is not None:
-            passes = np.isin(stored.labels(), allowed)
-            keep = passes if keep is None else keep & passes
+        keep = stored.live() if allowed is None else stored.holding(allowed)  # allowed labels are live ones
         metric = self.metric
         if metric == "cosine":  # hnswlib keeps cosine vectors normalized: a dot product suffices
             metric, queries = "ip", normalize_rows(queries)
@@ -152,6 +149,7 @@ class GraphFile:
     records: np.ndarray  # slots x record bytes
     label_offset: int
     has_deleted: bool  # some slot is marked deleted (the manifest counts fewer rows than slots)
+    _by_label: tuple | None = field(default=None, repr=False)  # (every label sorted, its slot), made on first use
 
     @property
     def slots(self) -> int:
@@ -160,6 +158,21 @@ class GraphFile:
     def labels(self, slots=slice(None)) -> np.ndarray:
         """The int64 labels of these slots (every slot by default)."""
         return self.records[slots, self.label_offset :].view(np.uint64).ravel().astype(np.int64)
+
+    def holding(self, labels: np.ndarray) -> np.ndarray:
+        """Per slot, whether it holds one of `labels` (labels are never reused, so each is in one
+        slot): a sorted copy of every label, made once, answers later filters in O(len(labels) log n)."""
+        if self._by_label is None:
+            every = self.labels()
+            order = np.argsort(every, kind="stable")
+            self._by_label = (every[order], order)
+        sorted_labels, slots = self._by_label
+        found = np.minimum(np.searchsorted(sorted_labels, labels), max(len(sorted_labels) - 1, 0))
+        if len(labels) and not np.array_equal(sorted_labels[found], labels):
+            raise IndexStoreError("the graph lacks a label the metadata holds: the index is corrupt")
+        keep = np.zeros(self.slots, dtype=bool)
+        keep[slots[found]] = True
+        return keep
 
     def live(self) -> np.ndarray | None:
         """Per slot, False where it is marked deleted; None when no slot is."""
