@@ -9,7 +9,7 @@ from typing import IO, List, Optional
 
 import typer
 
-from vecpipe.cli.common import STDIN, binary_stdout, handles_errors, input_name, open_input, say, stdout_is_terminal
+from vecpipe.cli.common import STDIN, binary_stdout, handles_errors, input_name, nothing_left_to_finish, open_input, say, stdout_is_terminal
 from vecpipe.cli.completion import index_dirs, model_names
 
 HELP = """Search an index built by `vecpipe index build`.
@@ -100,6 +100,7 @@ def search(
                     say(notice)
             sink.write(ids, result.hits)
         sink.close()
+    nothing_left_to_finish()  # read-only: the index is closed and every hit flushed
 
 
 # --- queries -------------------------------------------------------------------------------
