@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
-from vecpipe.cli.common import STDIN, VectorOutput, WholeRecordWrites, handles_errors, input_name, make_progress, open_input, say
+from vecpipe.cli.common import STDIN, VectorOutput, WholeRecordWrites, handles_errors, input_name, make_progress, nothing_left_to_finish, open_input, say
 from vecpipe.cli.completion import model_names
 from vecpipe.core.errors import UsageError
 
@@ -105,6 +105,8 @@ def embed(
     job.run()
     if not quiet:
         _summary(job)
+    if engine == "local":  # the output is closed (Ray registers exit handlers of its own: those runs exit the usual way)
+        nothing_left_to_finish()
 
 
 @dataclass
