@@ -164,7 +164,8 @@ def report(results: list[CorpusResult], ndcg: dict, args, peers_note: str) -> st
     lines = [
         "## Embed throughput (bench/embed.py)",
         "",
-        f"Machine: {machine()}. Command: `.venv/bin/python bench/embed.py --write bench/RESULTS.md` "
+        f"Machine: {machine()}. Command: `VECPIPE_PEERS_PYTHON=... .venv/bin/python bench/embed.py --limit {args.limit} --repeat {args.repeat} "
+        f"--max-load {args.max_load}{' --no-ndcg' if args.no_ndcg else ''} --write bench/RESULTS.md` "
         f"(first {args.limit} texts of each corpus; vecpipe runs {args.repeat} times each, median shown, alternating fp32 and int8). "
         "texts/s; vecpipe is timed as a whole process (start-up, model load, JSONL file in, JSONL file out), the peers around "
         "their embedding loop only. `load` is the 1-minute load average when each timing started.",

@@ -101,7 +101,7 @@ def main() -> None:
             rows.append(f"| {ef} | {sqlite_s:.3f} | {list_s:.3f} | {ours:.3f} | **{sqlite_s / ours:.2f}x** | {list_s / ours:.2f}x | "
                         f"{raw_s * 1000:.1f} | {labels_s * 1000:.1f} | **{raw_s / labels_s:.2f}x** |")
     lines = ["## Batch search against the equal-work floor (bench/floor.py)", "",
-             f"Command: `.venv/bin/python bench/floor.py --write bench/RESULTS.md`. {cpu_line()}; 1-minute load {os.getloadavg()[0]:.2f} at the start. "
+             f"Command: `.venv/bin/python bench/floor.py --rounds {args.rounds} --write bench/RESULTS.md`. {cpu_line()}; 1-minute load {os.getloadavg()[0]:.2f} at the start. "
              f"{len(corpus):,} x {corpus.shape[1]} vectors with their texts as the stored field, {len(queries)} vector queries in one "
              f"process, k {K}; whole processes, best of {args.rounds}. A ratio above 1 means vecpipe is faster than the floor (issue 17's target: >= 0.9x). "
              "The last three columns time the same 1,000 queries in one process, in turn (target: library / raw >= 0.95x).",

@@ -150,7 +150,7 @@ def report(args, help_times, tab_times, search_times, big_times, floor_times, im
     lines = [
         "## Start-up (bench/startup.py)",
         "",
-        f"Command: `.venv/bin/python bench/startup.py --write bench/RESULTS.md`; {args.repeat} runs each, 1-minute load {os.getloadavg()[0]:.2f} at the end.",
+        f"Command: `.venv/bin/python bench/startup.py --repeat {args.repeat} --write bench/RESULTS.md`; {args.repeat} runs each, 1-minute load {os.getloadavg()[0]:.2f} at the end.",
         cpu_line() + ".",
         "",
         f"- `vecpipe --help`: {summary(help_times)}",
