@@ -310,6 +310,16 @@ def truncated_graph(w):
     graph = w.root / index / "g000001" / "graph.bin"
     graph.write_bytes(graph.read_bytes()[: graph.stat().st_size // 2])
     _forget_file_hashes(w, index)
+    return Case(["search", index, "-k", "1"], "search", f"{index}/g000001/graph.bin", "graph file is cut short", 5, w.vectors)
+
+
+@case
+def graph_with_its_upper_links_cut(w):
+    """Whole vector records but the upper layers' links cut short: hnswlib's own load refuses it."""
+    index = w.index()
+    graph = w.root / index / "g000001" / "graph.bin"
+    graph.write_bytes(graph.read_bytes()[:-8])
+    _forget_file_hashes(w, index)
     return Case(["search", index, "-k", "1"], "search", f"{index}/g000001/graph.bin", "graph file is unreadable", 5, w.vectors)
 
 
