@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,17 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+_LAUNCH_WITH_TEARDOWN_PROBE = ("import atexit, sys; atexit.register(lambda: print('torn down', file=sys.stderr))\n"
+                               "sys.argv = ['vecpipe', *sys.argv[1:]]\nfrom vecpipe.launch import main\nmain()")
+
+
+def launched(*args, **run_options) -> subprocess.CompletedProcess:
+    """`vecpipe ARGS` as a real process through launch.py, as the installed command runs, text mode; an
+    atexit handler prints `torn down` on stderr when the interpreter's own teardown runs."""
+    options = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True, "timeout": 120, **run_options}
+    return subprocess.run([sys.executable, "-c", _LAUNCH_WITH_TEARDOWN_PROBE, *map(str, args)], **options)
+
 
 TINY_CONFIG = {
     "architectures": ["BertModel"],

@@ -33,12 +33,15 @@ def _early_exit(signum, frame) -> None:
     os._exit(code)
 
 
-def _flush() -> None:
+def _flush() -> bool:
+    """Flush stdout and stderr; whether both took what was left in their buffers."""
+    flushed = True
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
         except (OSError, ValueError):
-            pass
+            flushed = False
+    return flushed
 
 
 def main() -> None:
@@ -52,23 +55,10 @@ def main() -> None:
         if exc.code in {code for code, _ in EXIT_BY_SIGNAL.values()}:  # interrupted, and unwound: skip the interpreter's shutdown
             _flush()
             os._exit(exc.code)
-        if exc.code in (0, None) and _teardown_is_skippable() and _flushed():
-            os._exit(0)  # the command said nothing is left to finish (cli/common.py: nothing_left_to_finish)
+        from vecpipe.cli.common import teardown_is_skippable
+
+        # The command said nothing is left to finish; an output that cannot be flushed is left to the
+        # interpreter's own exit, which reports it as it always has.
+        if exc.code in (0, None) and teardown_is_skippable() and _flush():
+            os._exit(0)
         raise
-
-
-def _teardown_is_skippable() -> bool:
-    from vecpipe.cli.common import teardown_is_skippable
-
-    return teardown_is_skippable()
-
-
-def _flushed() -> bool:
-    """Whether stdout and stderr took what was left in their buffers; if not, the interpreter's own
-    exit reports it as it always has."""
-    try:
-        sys.stdout.flush()
-        sys.stderr.flush()
-    except (OSError, ValueError):
-        return False
-    return True

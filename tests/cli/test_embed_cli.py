@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from conftest import launched
 from vecpipe.cli import app
 
 runner = CliRunner()
@@ -149,17 +150,15 @@ def _vecpipe(*args, **kw):
 def test_a_finished_local_embed_skips_the_interpreter_teardown_with_its_output_whole(tiny, tmp_path):
     """launch.py leaves with os._exit after a local embed (atexit handlers do not run then), once
     the output is whole: on stdout and in an -o file."""
-    code = ("import atexit, sys; atexit.register(lambda: print('torn down', file=sys.stderr))\n"
-            "sys.argv = ['vecpipe', *sys.argv[1:]]\nfrom vecpipe.launch import main\nmain()")
     texts = "".join(f"sentence number {i}\n" for i in range(300))
-    launched = subprocess.run([sys.executable, "-c", code, "embed", "-q", "-m", tiny], input=texts, capture_output=True, text=True, timeout=120)
-    assert launched.returncode == 0 and launched.stderr == ""
+    to_stdout = launched("embed", "-q", "-m", tiny, input=texts)
+    assert to_stdout.returncode == 0 and to_stdout.stderr == ""
     expected = records(run(["embed", "-q", "-m", tiny], texts).stdout)
-    assert records(launched.stdout) == expected
+    assert records(to_stdout.stdout) == expected
     out = tmp_path / "out.jsonl"
-    to_file = subprocess.run([sys.executable, "-c", code, "embed", "-q", "-m", tiny, "-o", str(out)], input=texts, capture_output=True, text=True, timeout=120)
+    to_file = launched("embed", "-q", "-m", tiny, "-o", out, input=texts)
     assert to_file.returncode == 0 and to_file.stderr == "" and records(out.read_text()) == expected
-    unknown = subprocess.run([sys.executable, "-c", code, "embed", "-m", "no-such-model"], input="x\n", capture_output=True, text=True, timeout=120)
+    unknown = launched("embed", "-m", "no-such-model", input="x\n")
     assert unknown.returncode == 4 and unknown.stderr.splitlines()[-1] == "torn down"
 
 

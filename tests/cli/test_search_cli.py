@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from conftest import launched
 from vecpipe.cli import app
 from vecpipe.core.index.vector_index import BuildOptions, build_index
 from vecpipe.formats.vectors import VectorBatch, VectorWriter
@@ -259,16 +260,11 @@ def test_a_one_off_command_imports_only_its_own_cli_module(tmp_path):
 def test_a_finished_search_process_skips_the_interpreter_teardown_after_flushing(text_index, tiny_model_dir):
     """launch.py leaves with os._exit once a search said nothing is left to finish (atexit handlers
     do not run then); every hit is out first, and a failed search still exits the usual way."""
-    def launched(*args, stdout=subprocess.PIPE):
-        code = ("import atexit, sys; atexit.register(lambda: print('torn down', file=sys.stderr))\n"
-                "sys.argv = ['vecpipe', *sys.argv[1:]]\nfrom vecpipe.launch import main\nmain()")
-        return subprocess.run([sys.executable, "-c", code, "search", *map(str, args)], stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=120)
-
-    args = (text_index, "copy files", "-m", tiny_model_dir, "-k", "3")
+    args = ("search", text_index, "copy files", "-m", tiny_model_dir, "-k", "3")
     done = launched(*args)
     assert done.returncode == 0 and done.stderr == ""
-    assert [h["id"] for h in hits(done.stdout)] == [h["id"] for h in hits(run(["search", *map(str, args)]).stdout)]
-    failed = launched(text_index.parent / "missing", "copy files")
+    assert [h["id"] for h in hits(done.stdout)] == [h["id"] for h in hits(run(list(map(str, args))).stdout)]
+    failed = launched("search", text_index.parent / "missing", "copy files")
     assert failed.returncode == 5 and failed.stderr.splitlines()[-1] == "torn down"
     if Path("/dev/full").exists():
         with open("/dev/full", "w") as full:

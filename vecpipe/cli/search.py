@@ -73,17 +73,14 @@ def search(
 ) -> None:
     from vecpipe.core.errors import UsageError
     from vecpipe.core.index.shards import open_index
-    from vecpipe.core.retrieval.modes import Fusion, ModeRequest, default_mode
+    from vecpipe.core.retrieval.modes import Fusion, ModeRequest, default_mode, needs_graph
     from vecpipe.core.retrieval.modes import search as search_mode
 
     if out_format not in ("jsonl", "trec"):
         raise UsageError("--format must be jsonl or trec")
     if rescore is not None and rescore < 1:
         raise UsageError("--rescore must be at least 1")
-    # One query (with no --ef asking for the graph walk), --exact or lexical search: the vectors are
-    # scanned exactly, or not read, so the graph is not loaded (a scan costs less than the load).
-    load_graph = not (exact or mode == "lexical" or (query is not None and ef is None))
-    with open_index(directory, load_graph) as index:
+    with open_index(directory, needs_graph(mode, exact, one_query=query is not None, ef=ef)) as index:
         request = ModeRequest(mode or default_mode(index), k, where, min_score, ef, exact, rescore, Fusion(fusion, rrf_k, alpha))
         request.check(index, has_text=True)
         if request.mode != "dense":

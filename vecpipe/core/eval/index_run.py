@@ -29,12 +29,12 @@ def search_index(index_path, queries_path: str, request, batch_size: int = 256) 
     mode may be None for the index's default)."""
     from vecpipe.core.index.lexical import text_of
     from vecpipe.core.index.shards import info_of, open_index
-    from vecpipe.core.retrieval.modes import default_mode, search
+    from vecpipe.core.retrieval.modes import default_mode, needs_graph, search
     from vecpipe.formats.vectors import read_vectors
 
     run: dict[str, dict[str, float]] = {}
     seconds, notices = 0.0, []
-    with open_index(index_path, load_graph=not (request.exact or request.mode == "lexical")) as index:  # a scan needs no graph
+    with open_index(index_path, needs_graph(request.mode, request.exact)) as index:
         request.mode = request.mode or default_mode(index)
         settings = index.lexical_settings
         for batch in read_vectors(queries_path, None, batch_size):

@@ -22,6 +22,13 @@ MODES = ("dense", "lexical", "hybrid")
 FUSION_DEPTH = 100
 
 
+def needs_graph(mode: str | None, exact: bool, one_query: bool = False, ef: int | None = None) -> bool:
+    """Whether a search should load an HNSW index's graph (open_index's `load_graph`): not for exact
+    or lexical search, nor for a single query without --ef, which one scan answers for less than the
+    load costs (and exactly)."""
+    return not (exact or mode == "lexical" or (one_query and ef is None))
+
+
 def default_mode(index: VectorIndex) -> str:
     """Hybrid when the index has a lexical part, else dense."""
     return "hybrid" if index.has_lexical else "dense"
