@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -321,6 +322,16 @@ def graph_with_its_upper_links_cut(w):
     graph.write_bytes(graph.read_bytes()[:-8])
     _forget_file_hashes(w, index)
     return Case(["search", index, "-k", "1"], "search", f"{index}/g000001/graph.bin", "graph file is unreadable", 5, w.vectors)
+
+
+@case
+def metadata_naming_a_label_the_graph_lacks(w):
+    index = w.index()
+    with sqlite3.connect(w.root / index / "g000001" / "meta.sqlite") as db:
+        db.execute("UPDATE items SET label = 999999 WHERE label = 0")
+    _forget_file_hashes(w, index)
+    return Case(["search", index, "-k", "1", "--exact", "--where", "text!=none"], "search", f"{index}/g000001/graph.bin",
+                "the graph lacks a label the metadata holds", 5, w.vectors)
 
 
 @case

@@ -145,6 +145,7 @@ class GraphFile:
     """The vectors, labels and deleted marks of a saved graph, read in place from a memory map.
     Labels and marks are read only when asked for: each read touches every page of the file."""
 
+    path: Path
     vectors: np.ndarray  # slots x dim float32, a strided view of the file
     records: np.ndarray  # slots x record bytes
     label_offset: int
@@ -169,7 +170,7 @@ class GraphFile:
         sorted_labels, slots = self._by_label
         found = np.minimum(np.searchsorted(sorted_labels, labels), max(len(sorted_labels) - 1, 0))
         if len(labels) and not np.array_equal(sorted_labels[found], labels):
-            raise IndexStoreError("the graph lacks a label the metadata holds: the index is corrupt")
+            raise IndexStoreError("the graph lacks a label the metadata holds: the index is corrupt", str(self.path))
         keep = np.zeros(self.slots, dtype=bool)
         keep[slots[found]] = True
         return keep
@@ -199,4 +200,4 @@ class GraphFile:
             records = np.zeros((0, record), np.uint8)
         else:
             records = np.memmap(path, dtype=np.uint8, mode="r", offset=_HEADER.size, shape=(slots, record))
-        return cls(records[:, data_offset:label_offset].view(np.float32), records, label_offset, slots > manifest["count"])
+        return cls(path, records[:, data_offset:label_offset].view(np.float32), records, label_offset, slots > manifest["count"])
