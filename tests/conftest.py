@@ -26,6 +26,35 @@ def launched(*args, **run_options) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", _LAUNCH_WITH_TEARDOWN_PROBE, *map(str, args)], **options)
 
 
+def assert_same_ranking(a: list, b: list, atol: float = 1e-5) -> None:
+    """Two ranked lists of (id, score, ...) rows agree: scores within `atol` rank by rank, and the
+    same rows above the last score. Rows whose scores tie within `atol` may come in either order,
+    and at the cut-off either of them may be the one kept: two code paths (BLAS kernels, thread
+    counts, a memory map against an array) need not round alike on every CPU."""
+    assert len(a) == len(b), (a, b)
+    assert np.allclose([row[1] for row in a], [row[1] for row in b], atol=atol), (a, b)
+    if a:
+        floor = min(a[-1][1], b[-1][1]) + atol
+        above = lambda rows: sorted((row[0], *row[2:]) for row in rows if row[1] > floor)  # noqa: E731
+        assert above(a) == above(b), (a, b)
+
+
+def assert_same_hits(first: str | bytes, second: str | bytes, atol: float = 1e-5) -> None:
+    """Two `vecpipe search` JSONL outputs give each query the same hits (see assert_same_ranking)."""
+    def by_query(output) -> dict:
+        rows: dict = {}
+        for line in (output.decode() if isinstance(output, bytes) else output).splitlines():
+            hit = json.loads(line)
+            rows.setdefault(repr(hit.get("query_id", hit.get("query"))), []).append(
+                (repr(hit["id"]), hit["score"], repr({k: v for k, v in hit.items() if k not in ("score", "rank")})))
+        return rows
+
+    a, b = by_query(first), by_query(second)
+    assert a.keys() == b.keys()
+    for query in a:
+        assert_same_ranking(a[query], b[query], atol)
+
+
 TINY_CONFIG = {
     "architectures": ["BertModel"],
     "model_type": "bert",

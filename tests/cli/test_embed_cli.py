@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import launched
+from conftest import assert_same_hits, launched
 from vecpipe.cli import app
 
 runner = CliRunner()
@@ -86,10 +86,12 @@ def test_npy_parts_directory_feeds_index_build_like_jsonl(tiny, tmp_path):
         built = run(["index", "build", "-q", "-o", str(tmp_path / name), source], jsonl if source == "-" else None)
         assert built.exit_code == 0, built.output
     hits = [run(["search", "-m", tiny, "--exact", "-k", "5", str(tmp_path / name), "topic 3"]).stdout for name in ("from-parts.idx", "from-jsonl.idx")]
-    assert hits[0] == hits[1] and len(records(hits[0])) == 5
+    assert_same_hits(hits[0], hits[1])
+    assert len(records(hits[0])) == 5
     queries = [run(["search", "--exact", "-k", "1", str(tmp_path / "from-jsonl.idx"), "-i", source], jsonl if source == "-" else None).stdout
                for source in (str(parts), "-")]  # the parts as query vectors, as the same records on stdin
-    assert queries[0] == queries[1] and len(records(queries[0])) == 25
+    assert_same_hits(queries[0], queries[1])
+    assert len(records(queries[0])) == 25
 
 
 def test_chunk_output_has_parent_ids(tiny):
