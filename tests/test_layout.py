@@ -124,8 +124,9 @@ def test_cli_modules_stay_small():
 
 # Which packages each package may import (docs/DEVELOPING.md's map); "foundation" is core's own modules.
 LAYERS = {
-    "cli": {"foundation", "formats", "models", "index", "vectors", "retrieval", "eval"},
-    "eval": {"foundation", "formats", "models", "index", "vectors", "retrieval"},
+    "cli": {"foundation", "formats", "models", "index", "vectors", "retrieval", "pipeline", "eval"},
+    "eval": {"foundation", "formats", "models", "index", "vectors", "retrieval", "pipeline"},
+    "pipeline": {"foundation", "formats", "models", "index", "vectors"},
     "retrieval": {"foundation", "formats", "index", "vectors"},
     "models": {"foundation", "formats"},
     "index": {"foundation", "formats", "vectors"},
@@ -152,3 +153,33 @@ def test_packages_import_only_the_layers_below_them(graph):
             if target_layer not in LAYERS[source_layer]:
                 crossings.add(f"{name} -> {target}")
     assert sorted(crossings) == []
+
+
+def test_no_module_grows_past_500_lines():
+    sizes = {p.relative_to(PACKAGE).as_posix(): len(p.read_text(encoding="utf-8").splitlines()) for p in PACKAGE.rglob("*.py")}
+    assert {name: n for name, n in sizes.items() if n > 500} == {}
+
+
+def _package_of(module: str) -> str:
+    return module.rsplit(".", 1)[0]
+
+
+def test_no_private_name_is_imported_across_packages():
+    """A name starting with `_` is its package's business: another package uses what it exports."""
+    known = _modules()
+    crossings = []
+    for name, path in known.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.ImportFrom) or node.level or not (node.module or "").startswith("vecpipe"):
+                continue
+            for alias in node.names:
+                private = any(part.startswith("_") and not part.endswith("__") for part in [*node.module.split("."), alias.name])
+                if private and _package_of(node.module) != _package_of(name):
+                    crossings.append(f"{name}: from {node.module} import {alias.name}")
+    assert crossings == []
+
+
+def test_cli_reaches_indexes_only_through_the_front_door(graph):
+    offenders = {name: sorted(t for t in targets if t.startswith("vecpipe.core.index") and t != "vecpipe.core.index.api")
+                 for name, targets in graph.items() if name.startswith("vecpipe.cli")}
+    assert {k: v for k, v in offenders.items() if v} == {}

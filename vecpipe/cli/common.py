@@ -16,8 +16,8 @@ from typing import IO, Callable, Iterator
 import typer
 
 from vecpipe.core.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_TERMINATED, VecpipeError, storage_error
+from vecpipe.formats.inputs import STDIN, input_name, open_input  # noqa: F401 (what every command opens its inputs with)
 
-STDIN = "-"
 
 
 try:  # typer >= 0.20 vendors click
@@ -162,26 +162,6 @@ class WholeRecordWrites:
             raise _interruption(self._pending)
 
 
-def input_name(path: str) -> str:
-    return "<stdin>" if path == STDIN else path
-
-
-@contextlib.contextmanager
-def open_input(path: str) -> Iterator[IO[bytes]]:
-    """A binary stream for `path`; `-` is stdin."""
-    if path == STDIN:
-        yield from _stdin()
-        return
-    try:
-        fh = open(path, "rb")
-    except OSError as exc:
-        from vecpipe.core.errors import DataError
-
-        raise DataError(exc.strerror or "cannot open", path) from None
-    with fh:
-        yield fh
-
-
 @dataclass
 class VectorOutput:
     """Where a command's vectors go: `--format` and `-o` (stdout when no path or `-`)."""
@@ -195,27 +175,6 @@ class VectorOutput:
         from vecpipe.formats.vectors import open_vector_output
 
         return open_vector_output(self.fmt, self.path, binary_stdout(), self.part_rows)
-
-
-def _stdin() -> Iterator[IO[bytes]]:
-    """Standard input through a reader of its own (over a dup of fd 0), not sys.stdin.buffer.
-
-    A prefetching reader thread may be blocked in a read when Ctrl-C or SIGTERM ends the command;
-    had it been sys.stdin.buffer, the interpreter could not take that buffer's lock at shutdown and
-    aborted ("Fatal Python error ... could not acquire lock for <stdin>"). This reader is not
-    closed when the command is interrupted, for the same reason: the process is ending anyway."""
-    if sys.stdin is None:  # started with stdin closed (`<&-`)
-        from vecpipe.core.errors import DataError
-
-        raise DataError("standard input is closed", "<stdin>")
-    try:
-        fd = os.dup(sys.stdin.fileno())
-    except (ValueError, OSError):  # an in-memory stdin (tests) or no descriptor: nothing can block in it
-        yield sys.stdin.buffer
-        return
-    reader = open(fd, "rb")
-    yield reader
-    reader.close()
 
 
 def binary_stdout() -> IO[bytes]:

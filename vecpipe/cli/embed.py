@@ -2,19 +2,16 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
-from vecpipe.cli.common import STDIN, VectorOutput, WholeRecordWrites, handles_errors, input_name, make_progress, nothing_left_to_finish, open_input, say
+from vecpipe.cli.common import STDIN, VectorOutput, WholeRecordWrites, handles_errors, make_progress, nothing_left_to_finish, say
 from vecpipe.cli.completion import model_names
 from vecpipe.core.errors import UsageError
 
 if TYPE_CHECKING:  # imported when a command runs, not at start-up
-    from vecpipe.core.models.batching import EmbedOptions, EmbedStats
-    from vecpipe.core.models.model import Model
-    from vecpipe.formats.text import ReadOptions, ReadStats
+    from vecpipe.core.pipeline.embedding import EmbedJob
 
 HELP = """Embed texts: plain lines or JSONL records in, vector records out.
 
@@ -69,6 +66,7 @@ def embed(
 ) -> None:
     from vecpipe.core.models.batching import EmbedOptions
     from vecpipe.core.models.model import load_model
+    from vecpipe.core.pipeline.embedding import EmbedJob
     from vecpipe.formats.text import ReadOptions
     from vecpipe.formats.vectors import writes_parts
 
@@ -97,82 +95,25 @@ def embed(
         inputs=inputs or [STDIN],
         options=options,
         reading=ReadOptions(field=field, join_title=not no_title, input_format=input_format, skip_bad=skip_bad),
-        output=VectorOutput(out_format, output, part_rows),
         provenance=loaded.provenance(prompt, prefix, normalized=loaded.normalize if normalize is None else normalize),
-        quiet=quiet,
         cluster=(workers, address) if engine == "ray" else None,
     )
-    job.run()
+    _run(job, VectorOutput(out_format, output, part_rows), quiet)
     if not quiet:
         _summary(job)
     if engine == "local":  # the output is closed (Ray registers exit handlers of its own: those runs exit the usual way)
         nothing_left_to_finish()
 
 
-@dataclass
-class EmbedJob:
-    """One `vecpipe embed` run: what to read, how to embed it, and where the vectors go."""
-
-    model: Model
-    inputs: list[str]
-    options: EmbedOptions
-    reading: ReadOptions
-    output: VectorOutput
-    provenance: dict
-    quiet: bool
-    stats: EmbedStats | None = None  # counted as the run goes
-    read_stats: ReadStats | None = None
-    cluster: tuple[int, str | None] | None = None  # (workers, address) for --engine ray
-
-    def run(self) -> None:
-        from vecpipe.core.models.batching import EmbedStats
-        from vecpipe.formats.text import ReadStats
-
-        self.stats, self.read_stats = EmbedStats(), ReadStats()
-        with self._streams_kept_from_ray(), self.output.open() as writer:
-            self._pump(writer)
-
-    def _streams_kept_from_ray(self):
-        if self.cluster is None:
-            return contextlib.nullcontext()
-        from vecpipe.core.cluster import ray_output_aside
-
-        return ray_output_aside()
-
-    def _pump(self, writer) -> None:
-        from vecpipe.core.models.batching import output_rows
-        from vecpipe.formats.text import read_texts
-        from vecpipe.formats.vectors import VectorBatch
-
-        progress = make_progress(self.quiet)
-        task = progress.add_task("embedding", total=None, rate="") if progress else None
-        if progress:
-            progress.start()
-        try:
-            with WholeRecordWrites() as interrupts:
-                for path in self.inputs:
-                    with open_input(path) as stream:
-                        source = input_name(path)
-                        records = read_texts(stream, source, **vars(self.reading), stats=self.read_stats)
-                        with contextlib.closing(self._windows(records, source)) as windows:  # closed before Ray shuts down
-                            for window in windows:
-                                ids, fields, lines = output_rows(window)
-                                with interrupts.writing():
-                                    writer.write(VectorBatch(ids, fields, window.vectors, self.provenance, lines))
-                                if progress:
-                                    progress.update(task, completed=self.stats.texts, rate=_rate(self.stats))
-        finally:
-            if progress:
-                progress.stop()
-
-    def _windows(self, records, source: str):
-        from vecpipe.core.models.batching import embed_records
-
-        if self.cluster is None:
-            return embed_records(self.model, records, self.options, source, self.stats)
-        from vecpipe.core.models.ray_engine import embed_records_on_ray
-
-        return embed_records_on_ray(self.model, records, self.options, source, self.stats, *self.cluster)
+def _run(job: EmbedJob, output: VectorOutput, quiet: bool) -> None:
+    """The job with a progress bar on a terminal, and Ctrl-C held while a batch is being written."""
+    progress = make_progress(quiet)
+    on_progress = None
+    if progress:
+        task = progress.add_task("embedding", total=None, rate="")
+        on_progress = lambda stats: progress.update(task, completed=stats.texts, rate=_rate(stats))  # noqa: E731
+    with progress or contextlib.nullcontext(), WholeRecordWrites() as interrupts:
+        job.run(output.open, on_progress, interrupts.writing)
 
 
 def _rate(stats) -> str:

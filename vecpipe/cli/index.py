@@ -56,7 +56,7 @@ def _read_batches(inputs: list[str], quiet: bool):
 
 
 def _write_options(threads: int, order: str, seed: int):
-    from vecpipe.core.index.vector_index import WriteOptions
+    from vecpipe.core.index.api import WriteOptions
 
     return WriteOptions(threads=threads, order=order, seed=seed)
 
@@ -100,8 +100,8 @@ def build(
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress and no summary."),
 ) -> None:
     """Build an index from vector records."""
-    from vecpipe.core.index.lexical import LexicalSettings
-    from vecpipe.core.index.vector_index import BuildOptions, build_index
+    from vecpipe.core.index.api import BuildOptions, LexicalSettings
+    from vecpipe.core.index.api import build as build_index
 
     settings = None
     if lexical:
@@ -111,23 +111,8 @@ def build(
         metric=metric, M=M, ef_construction=ef_construction, quantize=quantize,
         keep_float=keep_float, calibration=calibration, overwrite=overwrite, lexical=settings,
     )
-    if engine not in ("local", "ray"):
-        raise UsageError("--engine must be local or ray")
-    if engine == "ray" and not shards:
-        raise UsageError("--engine ray builds shards: give --shards N")
-    batches, write = _read_batches(inputs, quiet), _write_options(threads, order, seed)
-    if engine == "ray":
-        from vecpipe.core.cluster import ray_output_aside
-        from vecpipe.core.index.ray_build import build_sharded_on_ray
-
-        with ray_output_aside():
-            report = build_sharded_on_ray(output, batches, shards, options, write, workers=workers, address=address)
-    elif shards:
-        from vecpipe.core.index.shards import build_sharded
-
-        report = build_sharded(output, batches, shards, options, write)
-    else:
-        report = build_index(output, batches, options, write)
+    report = build_index(output, _read_batches(inputs, quiet), options, _write_options(threads, order, seed),
+                         shard_count=shards, engine=engine, workers=workers, address=address)
     _report("built", output, report, quiet)
 
 
@@ -142,11 +127,9 @@ def add(
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress and no summary."),
 ) -> None:
     """Add vector records; a record whose id is already in the index replaces it."""
-    from vecpipe.core.index.shards import add_sharded, is_sharded
-    from vecpipe.core.index.vector_index import add_to_index
+    from vecpipe.core.index.api import add as add_to_index
 
-    add = add_sharded if is_sharded(directory) else add_to_index
-    report = add(directory, _read_batches(inputs, quiet), _write_options(threads, order, seed))
+    report = add_to_index(directory, _read_batches(inputs, quiet), _write_options(threads, order, seed))
     _report("updated", directory, report, quiet)
 
 
@@ -182,16 +165,14 @@ def delete(
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No summary."),
 ) -> None:
     """Delete records by id."""
-    from vecpipe.core.index.meta import id_key
-    from vecpipe.core.index.shards import delete_sharded, is_sharded
-    from vecpipe.core.index.vector_index import delete_from_index
+    from vecpipe.core.index.api import delete as delete_from_index
+    from vecpipe.core.index.api import id_key
 
     tokens = list(ids) + (_ids_from_file(ids_file) if ids_file else [])
     if not tokens:
         raise UsageError("give ids to delete with --id ID or --ids FILE")
     forms = {token: _id_forms(token) for token in tokens}
-    delete = delete_sharded if is_sharded(directory) else delete_from_index
-    report = delete(directory, [form for group in forms.values() for form in group])
+    report = delete_from_index(directory, [form for group in forms.values() for form in group])
     missing = {id_key(value) for value in report.missing}
     absent = [token for token, group in forms.items() if all(id_key(f) in missing for f in group)]
     if absent:
@@ -213,69 +194,12 @@ def sync(
     """Embed only new or changed records into the index: a record whose text, model and prompt hash
     to what the index recorded for its id is skipped (the hashes live in the index's metadata store;
     on a sharded index, in the shard each id routes to, and only shards with a changed record are rewritten)."""
-    from vecpipe.core.index.shards import add_sharded, is_sharded, peek_provenance, sharded_text_hashes
-    from vecpipe.core.index.store import is_index_dir
-    from vecpipe.core.index.vector_index import WriteOptions, add_to_index, build_index, stored_text_hashes
+    from vecpipe.core.pipeline.sync import sync_index
 
-    sharded = is_sharded(directory)
-    exists = sharded or is_index_dir(directory)
-    known = peek_provenance(directory) if exists else {}
-    stored_hashes, add = (sharded_text_hashes, add_sharded) if sharded else (stored_text_hashes, add_to_index)
-    embedder = _SyncEmbedder(model or known.get("model"), known.get("prompt", prompt), known)
-    keyed = [(embedder.key(r), embedder.text_hash(r), r) for r in embedder.read(inputs or [STDIN], field)]
-    stored = stored_hashes(directory, [key for key, _, _ in keyed]) if exists else {}
-    changed = [(key, digest, r) for key, digest, r in keyed if stored.get(key) != digest]
-    count = None
-    if changed:
-        batches = embedder.batches([r for _, _, r in changed])
-        write = WriteOptions(text_hashes={key: digest for key, digest, _ in changed})
-        count = (add(directory, batches, write) if exists else build_index(directory, batches, write=write)).count
+    report = sync_index(directory, inputs or [STDIN], field, model, prompt, notify=say)
     if not quiet:
-        new = sum(key not in stored for key, _, _ in changed)
-        say(f"synced {directory}: {len(changed)} embedded ({new} not synced before, {len(changed) - new} changed), {len(keyed) - len(changed)} unchanged"
-            + (f"; {count} records" if count is not None else ""))
-
-
-class _SyncEmbedder:
-    """The model, prompt and record hashing of `index sync`: the same prompt and model as the index's vectors."""
-
-    def __init__(self, model: str | None, prompt: str | None, index_provenance: dict):
-        from vecpipe.core.models.model import load_model
-
-        self.model = load_model(model, layers=index_provenance.get("layer"), pooling=index_provenance.get("pooling"), notify=say)
-        self.prompt = prompt
-        self.prefix = self.model.prompt_prefix(prompt)
-        identity = {key: value for key, value in self.model.provenance(prompt).items() if key not in ("model_sha256",)}
-        self._identity = repr(sorted(identity.items())).encode("utf-8")
-
-    def read(self, inputs: list[str], field: str) -> list:
-        from vecpipe.formats.text import ReadStats, read_texts
-
-        records, stats = [], ReadStats()  # ids by position continue from file to file, as in embed
-        for path in inputs:
-            with open_input(path) as stream:
-                records.extend(read_texts(stream, input_name(path), field, stats=stats))
-        return records
-
-    @staticmethod
-    def key(record) -> str:
-        from vecpipe.core.index.meta import id_key
-
-        return id_key(record.id)
-
-    def text_hash(self, record) -> str:
-        import hashlib
-
-        return hashlib.sha256(self._identity + b"\0" + record.text.encode("utf-8", "surrogatepass")).hexdigest()
-
-    def batches(self, records: list):
-        from vecpipe.core.models.batching import EmbedOptions, embed_records
-        from vecpipe.formats.vectors import VectorBatch
-
-        provenance = self.model.provenance(self.prompt)
-        for window in embed_records(self.model, records, EmbedOptions(prefix=self.prefix), "sync"):
-            yield VectorBatch([r.id for r in window.records], [r.fields for r in window.records], window.vectors, provenance,
-                              [r.line for r in window.records], "sync")
+        say(f"synced {directory}: {report.embedded} embedded ({report.new} not synced before, {report.embedded - report.new} changed), "
+            f"{report.unchanged} unchanged" + (f"; {report.count} records" if report.count is not None else ""))
 
 
 @index_app.command("info")
@@ -285,9 +209,9 @@ def info(
     as_json: bool = typer.Option(False, "--json", help="JSON even on a terminal."),
 ) -> None:
     """Counts, model, dimension, metric, parameters and bytes on disk (JSON when piped)."""
-    from vecpipe.core.index.shards import info_of
+    from vecpipe.core.index.api import info as index_info
 
-    details = info_of(directory)
+    details = index_info(directory)
     if as_json or not stdout_is_terminal():
         import orjson
 

@@ -1,15 +1,13 @@
 """`vecpipe search`: query an index with a one-off text, text lines, JSONL queries or vector records."""
 from __future__ import annotations
 
-import io
-import os
 import re
 from pathlib import Path
-from typing import IO, List, Optional
+from typing import List, Optional
 
 import typer
 
-from vecpipe.cli.common import STDIN, binary_stdout, handles_errors, input_name, nothing_left_to_finish, open_input, say, stdout_is_terminal
+from vecpipe.cli.common import STDIN, binary_stdout, handles_errors, nothing_left_to_finish, say, stdout_is_terminal
 from vecpipe.cli.completion import index_dirs, model_names
 
 HELP = """Search an index built by `vecpipe index build`.
@@ -41,7 +39,6 @@ Examples:
   vecpipe search docs.idx --rescore 4 < questions.txt      # binary index built with --keep-float
 """
 
-NPY_MAGIC = b"\x93NUMPY"
 SNIPPET_CHARS = 80
 
 
@@ -72,7 +69,8 @@ def search(
     alpha: float = typer.Option(0.5, "--alpha", help="Hybrid convex: the dense list's weight, between 0 and 1 (the lexical list gets 1 - alpha)."),
 ) -> None:
     from vecpipe.core.errors import UsageError
-    from vecpipe.core.index.shards import open_index
+    from vecpipe.core.index.api import open_index
+    from vecpipe.core.pipeline.queries import QueryEncoder, query_batches
     from vecpipe.core.retrieval.modes import Fusion, ModeRequest, default_mode, needs_graph
     from vecpipe.core.retrieval.modes import search as search_mode
 
@@ -85,140 +83,18 @@ def search(
         request.check(index, has_text=True)
         if request.mode != "dense":
             index.start_loading_lexical()
-        embedder = _QueryEmbedder(index.provenance, model, one_off=query is not None)
+        encoder = QueryEncoder(index.provenance, model, one_off=query is not None, notify=say)
         sink = _sink(out_format, as_json, run_name)
         shown: set[str] = set()
-        needs_vectors = request.mode != "lexical"
-        for ids, texts, matrix, provenance in _query_batches(query, input_path, field, batch_size, embedder, needs_vectors):
-            result = search_mode(index, request, texts, matrix, provenance)
+        for batch in query_batches(query, input_path, field, batch_size, encoder, request.mode != "lexical", note=say):
+            result = search_mode(index, request, batch.texts, batch.matrix, batch.provenance)
             for notice in result.notices:
                 if notice not in shown:  # once per run, not once per batch
                     shown.add(notice)
                     say(notice)
-            sink.write(ids, result.hits)
+            sink.write(batch.ids, result.hits)
         sink.close()
     nothing_left_to_finish()  # read-only: the index is closed and every hit flushed
-
-
-# --- queries -------------------------------------------------------------------------------
-
-
-class _QueryEmbedder:
-    """Embeds text queries as the index's vectors were made: its model, the model's `query` prompt,
-    and the same prefix truncation. Loaded on first use, so vector queries never load a model."""
-
-    def __init__(self, index_provenance: dict, model: str | None, one_off: bool):
-        self.index_provenance = index_provenance
-        self.location = model
-        self.one_off = one_off  # one query: the model loads light (see Model.prepack_weights)
-        self._model = None
-        self._provenance: dict = {}
-
-    def embed(self, texts: list[str]) -> tuple:
-        """(vectors, their provenance)."""
-        if self._model is None:
-            self._load()
-        vectors = self._model.embed(texts, prompt=self._model.query_prompt())
-        truncate_dim = self.index_provenance.get("truncate_dim")
-        if truncate_dim:
-            from vecpipe.core.vectors.truncate import truncate_prefix
-
-            vectors = truncate_prefix(vectors, truncate_dim, renormalize=self._provenance["normalized"])
-        return vectors, self._provenance
-
-    def _load(self) -> None:
-        from vecpipe.core.errors import IndexStoreError
-        from vecpipe.core.models.model import load_model
-
-        prov = self.index_provenance
-        if not prov.get("model"):
-            raise IndexStoreError("the index does not record its model, so text queries cannot be embedded; pipe vector records")
-        if prov.get("pca_sha256"):
-            raise IndexStoreError(
-                "the index holds PCA-rotated vectors; embed queries with the same pipeline "
-                "(vecpipe embed --prompt query | vecpipe truncate --pca-file FILE ...) and pipe the vector records"
-            )
-        self._model = load_model(self.location or prov["model"], layers=prov.get("layer"), pooling=prov.get("pooling"), notify=say)
-        self._model.prepack_weights = not self.one_off
-        self._provenance = self._model.provenance(self._model.query_prompt())
-        if prov.get("truncate_dim"):
-            from vecpipe.core.vectors.truncate import truncated_provenance
-
-            renormalize = bool(prov.get("normalized"))
-            self._provenance = truncated_provenance(self._provenance, prov["truncate_dim"], self._model.dim, renormalize, None)
-
-
-def _query_batches(query: str | None, input_path: str, field: str, batch_size: int, embedder: _QueryEmbedder, needs_vectors: bool):
-    """(ids, texts, matrix, provenance) per batch of queries: texts None for vector queries, matrix None
-    when only text is searched (lexical mode embeds nothing)."""
-    if query is not None:
-        yield [0], [query], *_embedded([query], embedder, needs_vectors)
-        return
-    if os.path.isdir(input_path):  # vector parts written by `--format npy -o DIR`
-        yield from _vector_queries(input_path, None, batch_size)
-        return
-    with open_input(input_path) as stream:
-        source = input_name(input_path)
-        head, replayed = _first_line(stream)
-        if _is_vector_input(head):
-            # A named file is read by name: errors cite it, and an .npy finds its sidecar.
-            yield from _vector_queries(input_path, replayed if input_path == STDIN else None, batch_size)
-        else:
-            yield from _text_queries(replayed, source, field, batch_size, embedder, needs_vectors)
-
-
-def _embedded(texts: list[str], embedder: _QueryEmbedder, needs_vectors: bool) -> tuple:
-    return embedder.embed(texts) if needs_vectors else (None, None)
-
-
-def _vector_queries(path: str, stream: IO[bytes] | None, batch_size: int):
-    from vecpipe.formats.vectors import read_vectors
-
-    for batch in read_vectors(path, stream, batch_size, note=say):
-        yield batch.ids, None, batch.matrix, {**batch.provenance, "dtype": batch.dtype}  # an .npy without sidecar says it by its matrix
-
-
-def _text_queries(stream: IO[bytes], source: str, field: str, batch_size: int, embedder: _QueryEmbedder, needs_vectors: bool):
-    from vecpipe.formats.text import read_texts
-
-    ids, texts = [], []
-    for record in read_texts(stream, source, field):
-        ids.append(record.id)
-        texts.append(record.text)
-        if len(texts) == batch_size:
-            yield ids, texts, *_embedded(texts, embedder, needs_vectors)
-            ids, texts = [], []
-    if texts:
-        yield ids, texts, *_embedded(texts, embedder, needs_vectors)
-
-
-def _is_vector_input(head: bytes) -> bool:
-    if head.startswith(NPY_MAGIC):
-        return True
-    if not head.lstrip().startswith(b"{"):
-        return False
-    import orjson
-
-    try:
-        record = orjson.loads(head)
-    except orjson.JSONDecodeError:
-        return False  # read_texts reports the bad line
-    return isinstance(record, dict) and "embedding" in record
-
-
-def _first_line(stream: IO[bytes]) -> tuple[bytes, IO[bytes]]:
-    """The first non-blank line (or the npy magic), and a stream that still starts at the beginning."""
-    consumed = b""
-    line = b""
-    while not line.strip():
-        line = stream.readline()
-        consumed += line
-        if not line or consumed.startswith(NPY_MAGIC):
-            break
-    # The vector reader's push-back stream: the same job, so the same code.
-    from vecpipe.formats.vectors import _Unread
-
-    return line, io.BufferedReader(_Unread(consumed, stream), buffer_size=1 << 16)
 
 
 # --- output --------------------------------------------------------------------------------

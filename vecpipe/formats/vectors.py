@@ -220,6 +220,32 @@ def unread(head: bytes, stream: IO[bytes]) -> IO[bytes]:
     return io.BufferedReader(_Unread(head, stream), buffer_size=1 << 16)
 
 
+def holds_vectors(head: bytes) -> bool:
+    """Whether an input whose first non-blank line (or first bytes) is `head` holds vectors: the
+    .npy magic, or a JSON object with an `embedding`. A line that is not JSON is text."""
+    if head.startswith(NPY_MAGIC):
+        return True
+    if not head.lstrip().startswith(b"{"):
+        return False
+    try:
+        record = orjson.loads(head)
+    except orjson.JSONDecodeError:
+        return False  # the text reader reports the bad line
+    return isinstance(record, dict) and EMBEDDING_KEY in record
+
+
+def first_line(stream: IO[bytes]) -> tuple[bytes, IO[bytes]]:
+    """The first non-blank line (or the npy magic), and a stream that still starts at the beginning."""
+    consumed = b""
+    line = b""
+    while not line.strip():
+        line = stream.readline()
+        consumed += line
+        if not line or consumed.startswith(NPY_MAGIC):
+            break
+    return line, unread(consumed, stream)
+
+
 def _sniff(stream: IO[bytes]) -> tuple[bytes, IO[bytes]]:
     head = _read_exactly(stream, len(NPY_MAGIC))
     return head, unread(head, stream)

@@ -61,15 +61,15 @@ def ann(
     Example: vecpipe eval ann docs.idx --queries queries.jsonl -k 10 --ef 10,20,40,80,160 --plot ann.png
     """
     from vecpipe.core.eval.ann import load_queries, measure_ann
-    from vecpipe.core.index.vector_index import VectorIndex, index_info
+    from vecpipe.core.index.api import info, open_index
 
     if plot:
         from vecpipe.core.eval.plots import pyplot
 
         pyplot()  # fail now, not after the measurements, when matplotlib is missing
     started = time.monotonic()
-    with VectorIndex.open(directory) as index, embedding_progress(quiet) as progress:
-        values = _ann_values(index.manifest["kind"], k, ef, rescore)
+    with open_index(directory) as index, embedding_progress(quiet) as progress:
+        values = _ann_values(index.kind, k, ef, rescore)
 
         def embedder_for(provenance: dict):
             return open_embedder(model or provenance["model"], no_cache, progress,
@@ -86,7 +86,7 @@ def ann(
         "points": [p.as_dict() for p in report.points],
         "pareto": [p.as_dict() for p in report.points if p.pareto],
         "evaluation_time": round(time.monotonic() - started, 6),
-        "vecpipe": {"command": "eval ann", "index": index_info(directory),
+        "vecpipe": {"command": "eval ann", "index": info(directory),
                     "inputs": {"queries": _input_record(queries)}, "parameters": {"repeat": repeat}},
     }
     if plot:

@@ -185,7 +185,7 @@ class Retriever:
         if self.mode != "lexical":
             parameters.update(self.config.describe(dim))
         if self.mode != "dense":
-            from vecpipe.core.index.lexical import LexicalSettings
+            from vecpipe.core.index.api import LexicalSettings
 
             parameters["lexical"] = LexicalSettings(**(self.lexical or {})).describe()
         if self.mode == "hybrid":

@@ -22,8 +22,6 @@ import numpy as np
 from vecpipe.core.errors import DataError, ModelError, UsageError
 from vecpipe.core.eval.evaluation import Embedder, Vectors, truncated
 
-NPY_MAGIC = b"\x93NUMPY"
-
 
 @dataclass
 class AnnPoint:
@@ -51,18 +49,10 @@ class AnnReport:
 
 def _holds_vectors(path: str) -> bool:
     """An .npy matrix, or JSONL whose first record has an `embedding`."""
-    import orjson
+    from vecpipe.formats.vectors import first_line, holds_vectors
 
     with open(path, "rb") as fh:
-        if fh.read(len(NPY_MAGIC)) == NPY_MAGIC:
-            return True
-        fh.seek(0)
-        first = next((line for line in fh if line.strip()), b"")
-    try:
-        record = orjson.loads(first)
-    except orjson.JSONDecodeError:
-        return False
-    return isinstance(record, dict) and "embedding" in record
+        return holds_vectors(first_line(fh)[0])
 
 
 def load_queries(path: str, index, embedder_for, field: str = "text") -> Vectors:
@@ -123,9 +113,9 @@ def pareto_flags(points: Sequence[tuple[float, float]]) -> list[bool]:
 
 
 def _settings(index, values: Sequence[int]) -> list[tuple[str, int | None]]:
-    if index.manifest["kind"] == "hnsw":
+    if index.kind == "hnsw":
         return [("ef", value) for value in values]
-    if not index.manifest["flat"]["keep_float"]:
+    if not index.keeps_float:
         raise UsageError(
             "this flat index holds only quantized codes, so its search is already exhaustive and there is no float "
             "ground truth: build it with --keep-float to measure codes and rescoring against float search"
@@ -137,7 +127,7 @@ def measure_ann(index, queries: Vectors, k: int, values: Sequence[int], repeat: 
     """Recall@k and QPS of each setting against exact search over the same index."""
     if k < 1 or repeat < 1:
         raise UsageError("-k and --repeat must be at least 1")
-    if index.manifest["kind"] == "hnsw" and any(value < k for value in values):
+    if index.kind == "hnsw" and any(value < k for value in values):
         raise UsageError(f"every --ef must be at least -k {k} (hnswlib searches at least k wide)")
     settings = _settings(index, values)
     truth, exact_seconds = _timed_search(index, queries, k, repeat, exact=True)
@@ -147,4 +137,4 @@ def measure_ann(index, queries: Vectors, k: int, values: Sequence[int], repeat: 
         points.append(AnnPoint(parameter, value, recall_at_k(found, truth, k), len(queries.ids) / seconds))
     for point, on_frontier in zip(points, pareto_flags([(p.recall, p.qps) for p in points])):
         point.pareto = on_frontier
-    return AnnReport(index.manifest["kind"], k, len(queries.ids), len(queries.ids) / exact_seconds, points)
+    return AnnReport(index.kind, k, len(queries.ids), len(queries.ids) / exact_seconds, points)

@@ -153,15 +153,16 @@ class Embedder:
         return Vectors(ids, matrix, provenance, source)
 
     def _embed(self, texts: list[str], prefix: str) -> np.ndarray:
-        from vecpipe.core.models.batching import EmbedOptions, embed_records
+        from vecpipe.core.models.batching import EmbedOptions
+        from vecpipe.core.pipeline.embedding import vector_batches
         from vecpipe.formats.text import TextRecord
 
         records = [TextRecord(i, text, {}, i + 1) for i, text in enumerate(texts)]
         parts = []
-        for window in embed_records(self.model, records, EmbedOptions(prefix=prefix), "<texts>"):
-            parts.append(window.vectors)
+        for batch in vector_batches(self.model, records, EmbedOptions(prefix=prefix), {}, "<texts>"):
+            parts.append(batch.matrix)
             if self.progress:
-                self.progress(len(window.records))
+                self.progress(len(batch))
         return np.concatenate(parts).astype(np.float32, copy=False)
 
 
@@ -274,7 +275,7 @@ def _exact_run(docs: Vectors, queries: Vectors, top_k: int) -> SearchOutcome:
 
 
 def _index_run(path: Path, docs: Vectors, queries: Vectors, config: SearchConfig, top_k: int) -> SearchOutcome:
-    from vecpipe.core.index.vector_index import DEFAULT_EF, BuildOptions, VectorIndex, build_index
+    from vecpipe.core.index.api import DEFAULT_EF, BuildOptions, build, open_index
     from vecpipe.formats.vectors import VectorBatch
 
     hnsw = dict(config.hnsw or ())
@@ -285,8 +286,8 @@ def _index_run(path: Path, docs: Vectors, queries: Vectors, config: SearchConfig
     )
     lines = list(range(1, len(docs.ids) + 1))
     batch = VectorBatch(docs.ids, [{} for _ in docs.ids], docs.matrix, docs.provenance, lines, docs.source)
-    build_index(path, [batch], options)
-    with VectorIndex.open(path) as index:
+    build(path, [batch], options)
+    with open_index(path) as index:
         started = time.perf_counter()
         result = index.search(
             queries.matrix, top_k, provenance=queries.provenance, ef=hnsw.get("ef", max(DEFAULT_EF, top_k)), rescore=config.rescore

@@ -27,8 +27,7 @@ class IndexRun:
 def search_index(index_path, queries_path: str, request, batch_size: int = 256) -> IndexRun:
     """Search the index at `index_path` with every query record of `queries_path` (request: a retrieval.modes.ModeRequest whose
     mode may be None for the index's default)."""
-    from vecpipe.core.index.lexical import text_of
-    from vecpipe.core.index.shards import info_of, open_index
+    from vecpipe.core.index.api import info, open_index, text_of
     from vecpipe.core.retrieval.modes import default_mode, needs_graph, search
     from vecpipe.formats.vectors import read_vectors
 
@@ -50,4 +49,4 @@ def search_index(index_path, queries_path: str, request, batch_size: int = 256) 
             notices.extend(n for n in result.notices if n not in notices)
             for qid, hits in zip(batch.ids, result.hits):
                 run[str(qid)] = {str(hit.id): hit.score for hit in hits}
-    return IndexRun(run, seconds, len(run), request.mode, info_of(index_path), notices)
+    return IndexRun(run, seconds, len(run), request.mode, info(index_path), notices)

@@ -87,8 +87,8 @@ class FlatIndex:
     # --- creating and loading -------------------------------------------------------------
 
     @classmethod
-    def create(cls, first, options) -> tuple["FlatIndex", dict]:
-        """An empty flat index for records like `first`, and its manifest fields."""
+    def create(cls, first, options, seed: int = 0) -> tuple["FlatIndex", dict]:
+        """An empty flat index for records like `first`, and its manifest fields (a scan has no seed)."""
         input_dtype = dtype_of(first.provenance)
         from_float = is_float(input_dtype)
         dtype = _target_dtype(input_dtype, options)
@@ -98,7 +98,6 @@ class FlatIndex:
             raise UsageError("--keep-float needs float records; these are already quantized")
         calibration = _build_calibration(first, dtype, from_float, options.calibration)
         fields = {
-            "kind": "flat",
             "dtype": dtype,
             "metric": _metric(dtype),
             "rescore_metric": RESCORE_METRIC,
@@ -109,7 +108,7 @@ class FlatIndex:
         return cls({**fields, "dim": first.dim, "provenance": first.provenance}, None, None, calibration), fields
 
     @classmethod
-    def load(cls, generation: Path, manifest: dict) -> "FlatIndex":
+    def load(cls, generation: Path, manifest: dict, load_graph: bool = True) -> "FlatIndex":  # no graph: load_graph does not apply
         codes = _load_matrix(generation / VECTORS_FILE)
         floats = _load_matrix(generation / FLOAT_FILE) if manifest["flat"].get("keep_float") else None
         for path, matrix, width in ((VECTORS_FILE, codes, stored_width(manifest["dtype"], manifest["dim"])), (FLOAT_FILE, floats, manifest["dim"])):
@@ -119,6 +118,10 @@ class FlatIndex:
         calibration_path = generation / CALIBRATION_FILE
         calibration = Calibration.load(str(calibration_path)) if calibration_path.is_file() else None
         return cls(manifest, codes, floats, calibration)
+
+    @staticmethod
+    def bytes_per_vector(generation: Path, manifest: dict) -> float:
+        return stored_width(manifest["dtype"], manifest["dim"])
 
     # --- writing ----------------------------------------------------------------------------
 

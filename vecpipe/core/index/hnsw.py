@@ -29,6 +29,15 @@ EXACT_FILTER_ROWS = 4096
 EXACT_FILTER_SHARE = 0.05
 
 
+def _check_options(options) -> None:
+    if options.metric not in METRICS:
+        raise UsageError(f"unknown metric {options.metric!r}; choose one of {', '.join(METRICS)}")
+    if options.keep_float:
+        raise UsageError("--keep-float applies to quantized indexes (--quantize, or quantized records)")
+    if options.M < 2 or options.ef_construction < 1:
+        raise UsageError("--M must be at least 2 and --ef-construction at least 1")
+
+
 class HnswGraph:
     streams = True  # vectors can go into the graph as they arrive
     relabels = False  # labels stay as they are across writes
@@ -39,14 +48,23 @@ class HnswGraph:
         self.stored = stored  # the saved graph's vectors, memory-mapped (a graph being built has none)
 
     @classmethod
-    def create(cls, metric: str, dim: int, M: int, ef_construction: int, seed: int) -> "HnswGraph":
+    def create(cls, first, options, seed: int) -> tuple["HnswGraph", dict]:
+        """An empty graph for float records like `first`, and its manifest fields."""
         import hnswlib
 
-        index = hnswlib.Index(space=metric, dim=dim)
+        _check_options(options)
+        index = hnswlib.Index(space=options.metric, dim=first.dim)
         index.init_index(
-            max_elements=_MIN_CAPACITY, M=M, ef_construction=ef_construction, random_seed=seed, allow_replace_deleted=True
+            max_elements=_MIN_CAPACITY, M=options.M, ef_construction=options.ef_construction, random_seed=seed, allow_replace_deleted=True
         )
-        return cls(index, metric, dim)
+        fields = {"dtype": "float32", "metric": options.metric, "hnsw": {"M": options.M, "ef_construction": options.ef_construction, "seed": seed}}
+        return cls(index, options.metric, first.dim), fields
+
+    @staticmethod
+    def bytes_per_vector(generation: Path, manifest: dict) -> float | None:
+        """The graph file per live row: vectors plus links."""
+        count = manifest["count"]
+        return round((generation / GRAPH_FILE).stat().st_size / count, 1) if count else None
 
     @classmethod
     def load(cls, generation: Path, manifest: dict, load_graph: bool = True) -> "HnswGraph":

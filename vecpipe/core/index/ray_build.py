@@ -22,7 +22,8 @@ import numpy as np
 from vecpipe.core.cluster import start_ray
 from vecpipe.core.errors import VecpipeError
 from vecpipe.core.index.shards import build_staged, fan_out
-from vecpipe.core.index.vector_index import BuildOptions, WriteOptions, WriteReport, build_index
+from vecpipe.core.index.types import BuildOptions, WriteOptions, WriteReport
+from vecpipe.core.index.vector_index import build_index
 
 RETRIES = 3
 

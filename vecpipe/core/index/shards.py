@@ -38,18 +38,13 @@ import orjson
 from vecpipe.core.atomic import make_temp_dir_beside, signals_held, write_bytes_atomic
 from vecpipe.core.errors import IndexStoreError, UsageError, storage_error
 from vecpipe.core.index.meta import id_key
+from vecpipe.core.index.types import BuildOptions, Hit, SearchResult, WriteOptions, WriteReport, ranked_rows
 from vecpipe.core.index.vector_index import (
-    BuildOptions,
-    Hit,
-    SearchResult,
     VectorIndex,
-    WriteOptions,
-    WriteReport,
     add_to_index,
     build_index,
     delete_from_index,
     index_info,
-    ranked_rows,
     stored_text_hashes,
 )
 from vecpipe.core.index.vector_index import peek_provenance as peek_index_provenance  # the one-index version
@@ -312,6 +307,14 @@ class ShardedIndex:
         return self.shards[0].provenance
 
     @property
+    def kind(self) -> str:
+        return self.shards[0].kind
+
+    @property
+    def keeps_float(self) -> bool:
+        return self.shards[0].keeps_float
+
+    @property
     def has_lexical(self) -> bool:
         return all(index.has_lexical for index in self.shards)
 
@@ -391,16 +394,6 @@ class ShardedIndex:
         for group, future in enumerate(others, start=1):
             results[group::groups] = future.result()
         return results
-
-
-def open_index(path, load_graph: bool = True) -> "VectorIndex | ShardedIndex":
-    """A sharded index or one index; `load_graph` as in VectorIndex.open."""
-    return ShardedIndex.open(path, load_graph) if is_sharded(path) else VectorIndex.open(path, load_graph)
-
-
-def info_of(path) -> dict:
-    """`index info`'s details of a sharded index or of one index."""
-    return sharded_info(path) if is_sharded(path) else index_info(path)
 
 
 def sharded_info(path) -> dict:

@@ -30,6 +30,7 @@ import orjson
 from vecpipe.core.atomic import DirLock, fsync_dir, make_temp_dir_beside, signals_held, write_bytes_atomic
 from vecpipe.core.errors import IndexStoreError, StorageError, VecpipeError, storage_error
 from vecpipe.core.hashing import sha256_file
+from vecpipe.core.index.kinds import KINDS
 from vecpipe.core.stamps import remember_sha256, stamped_sha256
 
 FORMAT_VERSION = 1
@@ -106,7 +107,6 @@ _SCHEMA: dict[str, tuple[tuple[type, ...], bool]] = {
     "lexical": ((dict, type(None)), False),
     "files": ((dict,), False),
 }
-_KINDS = {"hnsw": ("hnsw", "slots"), "flat": ("flat",)}
 
 
 def _check_schema(manifest: dict, path: Path) -> None:
@@ -122,9 +122,9 @@ def _check_schema(manifest: dict, path: Path) -> None:
         value = manifest[key]
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             raise bad(f"key {key!r} has the wrong type ({type(value).__name__})")
-    if manifest["kind"] not in _KINDS:
-        raise bad(f"kind {manifest['kind']!r} is not one of {', '.join(_KINDS)}")
-    missing = [key for key in _KINDS[manifest["kind"]] if key not in manifest]
+    if manifest["kind"] not in KINDS:
+        raise bad(f"kind {manifest['kind']!r} is not one of {', '.join(KINDS)}")
+    missing = [key for key in KINDS[manifest["kind"]].manifest_keys if key not in manifest]
     if missing:
         raise bad(f"lacks the key {missing[0]!r} of a {manifest['kind']} index")
     if manifest["dim"] < 1 or manifest["count"] < 0 or (manifest["kind"] == "hnsw" and manifest["next_label"] < manifest["count"]):

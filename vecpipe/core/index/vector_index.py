@@ -1,24 +1,23 @@
 """Persistent vector indexes: build, add (upsert), delete, info and search.
 
-An index is a directory of generations (see index_store.py). Each generation holds the
-vectors (an hnswlib graph for float vectors, a memory-mapped matrix for int8/binary ones,
-see flat.py), the id and metadata store (index_meta.py) and manifest.json.
+One index directory: its generations (store.py), each holding the vectors in the store its
+kind names (kinds.py: an hnswlib graph for float vectors, a memory-mapped matrix for int8/binary
+ones), the id and metadata store (meta.py), the optional BM25 part (lexical.py) and manifest.json.
+Callers outside core/index go through api.py, which also covers sharded indexes (shards.py).
 
 Scores are higher-is-better for every kind (see scoring.py), so ranking, `min_score` and
 `--rescore` mean the same thing everywhere.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
 from vecpipe.core.errors import DataError, IndexStoreError, UsageError
-from vecpipe.core.index.hnsw import GRAPH_FILE, METRICS, HnswGraph
+from vecpipe.core.index.kinds import bytes_per_vector, load_backend, new_backend
 from vecpipe.core.index.meta import META_FILE, Condition, MetaStore, id_key
-from vecpipe.formats.text import loads_exact
 from vecpipe.core.index.store import (
     FORMAT_VERSION,
     StagedGeneration,
@@ -35,10 +34,8 @@ from vecpipe.core.index.store import (
 )
 from vecpipe.core.index.scoring import dtype_of, is_float
 from vecpipe.core.index.lexical import LexicalSettings
-from vecpipe.formats.vectors import stored_width
+from vecpipe.core.index.types import BuildOptions, Hit, SearchRequest, SearchResult, WriteOptions, WriteReport, ranked_rows
 
-DEFAULT_M = 16
-DEFAULT_EF_CONSTRUCTION = 200
 DEFAULT_EF = 100
 ORDERS = ("input", "random")
 # Rows handed to hnswlib per add_items call in input order: large calls keep every thread busy
@@ -55,63 +52,6 @@ SPACE_KEYS = ("model", "weights_sha256", "dim", "layer", "pooling", "truncate_di
 WHEN_BOTH_HAVE = ("weights_sha256",)
 # Records added to an index must also have been embedded the same way as the first ones.
 RECORD_KEYS = SPACE_KEYS + ("prompt", "prefix", "normalized", "calibration_sha256")
-
-@dataclass
-class BuildOptions:
-    metric: str = "cosine"
-    M: int = DEFAULT_M
-    ef_construction: int = DEFAULT_EF_CONSTRUCTION
-    quantize: str | None = None  # "int8" or "binary": a flat index from float records
-    keep_float: bool = False
-    calibration: Path | None = None  # int8 ranges for --quantize int8 or for float queries
-    overwrite: bool = False
-    lexical: LexicalSettings | None = None  # a BM25 part beside the vectors (core/retrieval/lexical.py)
-
-
-@dataclass
-class WriteOptions:
-    threads: int = 0  # 0: every core
-    order: str = "input"  # "random" shuffles insertion (seeded), which moves HNSW recall
-    seed: int = 0
-    text_hashes: dict | None = None  # id key -> sha256 of the text, model and prompt embedded (index sync)
-
-
-@dataclass
-class WriteReport:
-    added: int = 0
-    replaced: int = 0
-    deleted: int = 0
-    missing: list = field(default_factory=list)  # ids asked to be deleted that were not there
-    count: int = 0
-    generation: str = ""
-
-
-class Hit:
-    """One search result. The stored fields are parsed from their JSON only when read, so a
-    caller that passes them on as JSON (`vecpipe search` does) never pays for parsing."""
-
-    __slots__ = ("rank", "score", "id", "fields_json", "_fields", "ranks")
-
-    def __init__(self, rank: int, score: float, record_id, fields_json: bytes, ranks: dict | None = None):
-        self.rank, self.score, self.id, self.fields_json = rank, score, record_id, fields_json
-        self._fields = None
-        self.ranks = ranks  # hybrid search: the hit's rank in each list it came from
-
-    @property
-    def fields(self) -> dict:
-        if self._fields is None:
-            self._fields = loads_exact(self.fields_json)
-        return self._fields
-
-    def __repr__(self) -> str:
-        return f"Hit(rank={self.rank}, score={self.score:.4f}, id={self.id!r}, fields={self.fields!r})"
-
-
-@dataclass
-class SearchResult:
-    hits: list[list[Hit]]
-    notices: list[str] = field(default_factory=list)
-
 
 # --- provenance checks -----------------------------------------------------------------
 
@@ -137,24 +77,15 @@ def _check_record_provenance(manifest: dict, provenance: dict, source: str, line
 # --- writing -----------------------------------------------------------------------------
 
 
-def load_backend(generation: Path, manifest: dict, load_graph: bool = True):
-    if manifest["kind"] == "hnsw":
-        return HnswGraph.load(generation, manifest, load_graph)
-    from vecpipe.core.index.flat import FlatIndex
-
-    return FlatIndex.load(generation, manifest)
-
-
 def _new_index(first, options: BuildOptions, seed: int) -> tuple[dict, object]:
     """The manifest and empty backend of an index for records like `first`."""
     provenance = dict(first.provenance)
-    input_dtype = dtype_of(provenance)
     manifest = {
         "format_version": FORMAT_VERSION,
         "model": provenance.get("model"),
         "model_sha256": provenance.get("model_sha256"),
         "dim": first.dim,
-        "input_dtype": input_dtype,
+        "input_dtype": dtype_of(provenance),
         "normalized": bool(provenance.get("normalized", False)),
         "calibration_sha256": provenance.get("calibration_sha256"),
         "count": 0,
@@ -165,25 +96,9 @@ def _new_index(first, options: BuildOptions, seed: int) -> tuple[dict, object]:
     if options.lexical is not None:
         options.lexical.check()
         manifest["lexical"] = options.lexical.describe()
-    if options.quantize or not is_float(input_dtype):
-        from vecpipe.core.index.flat import FlatIndex
-
-        backend, fields = FlatIndex.create(first, options)
-        manifest.update(fields)
-        return manifest, backend
-    _check_hnsw_options(options)
-    hnsw = {"M": options.M, "ef_construction": options.ef_construction, "seed": seed}
-    manifest.update(kind="hnsw", dtype="float32", metric=options.metric, hnsw=hnsw)
-    return manifest, HnswGraph.create(options.metric, first.dim, options.M, options.ef_construction, seed)
-
-
-def _check_hnsw_options(options: BuildOptions) -> None:
-    if options.metric not in METRICS:
-        raise UsageError(f"unknown metric {options.metric!r}; choose one of {', '.join(METRICS)}")
-    if options.keep_float:
-        raise UsageError("--keep-float applies to quantized indexes (--quantize, or quantized records)")
-    if options.M < 2 or options.ef_construction < 1:
-        raise UsageError("--M must be at least 2 and --ef-construction at least 1")
+    backend, fields = new_backend(first, options, seed)
+    manifest.update(fields)
+    return manifest, backend
 
 
 class _Writer:
@@ -355,7 +270,7 @@ def index_info(path) -> dict:
             normalized=manifest.get("normalized"),
             generation=generation.name,
             bytes_on_disk=directory_bytes(generation),
-            bytes_per_vector=_bytes_per_vector(generation, manifest),
+            bytes_per_vector=bytes_per_vector(generation, manifest),
             format_version=manifest["format_version"],
             created=manifest.get("created"),
             updated=manifest.get("updated"),
@@ -368,14 +283,6 @@ def index_info(path) -> dict:
         return info
 
     return open_with_retry(Path(path), describe)
-
-
-def _bytes_per_vector(generation: Path, manifest: dict) -> float | None:
-    """A quantized row's size; for a graph, its file per live row (vectors plus links)."""
-    if manifest["kind"] == "flat":
-        return stored_width(manifest["dtype"], manifest["dim"])
-    count = manifest["count"]
-    return round((generation / GRAPH_FILE).stat().st_size / count, 1) if count else None
 
 
 class VectorIndex:
@@ -416,6 +323,14 @@ class VectorIndex:
     @property
     def provenance(self) -> dict:
         return self.manifest["provenance"]
+
+    @property
+    def kind(self) -> str:
+        return self.manifest["kind"]
+
+    @property
+    def keeps_float(self) -> bool:
+        return bool(self.manifest.get("flat", {}).get("keep_float"))
 
     def check_query(self, provenance: dict) -> None:
         """Refuse a query from another vector space or quantized another way (one line)."""
@@ -544,22 +459,6 @@ class VectorIndex:
             kept = [(label, score) for label, score, ok in zip(row_labels, row_scores, row_keep) if ok]
             hits.append([Hit(rank, score, *stored[label]) for rank, (label, score) in enumerate(kept, start=1)])
         return hits
-
-
-def ranked_rows(labels, scores, min_score: float | None = None) -> list[list[tuple[int, float, None]]]:
-    """Per query, (label, score, None) rows for `hits_for` from its ranked labels and scores: the
-    padding (-1) dropped, and scores under `min_score`."""
-    return [[(label, score, None) for label, score in zip(row_labels.tolist(), row_scores.tolist()) if label >= 0 and (min_score is None or score >= min_score)]
-            for row_labels, row_scores in zip(labels, scores)]
-
-
-@dataclass
-class SearchRequest:
-    k: int
-    ef: int
-    allowed: np.ndarray | None  # labels passing --where, sorted; None: every label
-    exact: bool
-    rescore: int | None
 
 
 def _effective_ef(ef: int | None, k: int) -> tuple[int, list[str]]:

@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from vecpipe.core.errors import UsageError
-from vecpipe.core.index.vector_index import SearchResult, VectorIndex
+from vecpipe.core.index.api import Index, SearchResult
 from vecpipe.core.retrieval.fusion import DEFAULT_ALPHA, DEFAULT_RRF_K, alpha_weights, check, fuse
 
 MODES = ("dense", "lexical", "hybrid")
@@ -29,7 +29,7 @@ def needs_graph(mode: str | None, exact: bool, one_query: bool = False, ef: int 
     return not (exact or mode == "lexical" or (one_query and ef is None))
 
 
-def default_mode(index: VectorIndex) -> str:
+def default_mode(index: Index) -> str:
     """Hybrid when the index has a lexical part, else dense."""
     return "hybrid" if index.has_lexical else "dense"
 
@@ -58,7 +58,7 @@ class ModeRequest:
     rescore: int | None = None
     fusion: Fusion = None
 
-    def check(self, index: VectorIndex, has_text: bool) -> None:
+    def check(self, index: Index, has_text: bool) -> None:
         if self.mode not in MODES:
             raise UsageError(f"unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
         if self.mode != "dense" and not index.has_lexical:
@@ -69,7 +69,7 @@ class ModeRequest:
             (self.fusion or Fusion()).check()
 
 
-def search(index: VectorIndex, request: ModeRequest, texts: list[str] | None, vectors: np.ndarray | None, provenance: dict | None) -> SearchResult:
+def search(index: Index, request: ModeRequest, texts: list[str] | None, vectors: np.ndarray | None, provenance: dict | None) -> SearchResult:
     """Hits per query in `request.mode`; `texts` for lexical and hybrid, `vectors` for dense and hybrid."""
     request.check(index, texts is not None)
     if request.mode == "lexical":
