@@ -2,8 +2,9 @@
 
 - no import cycles between vecpipe's modules;
 - core/ imports no typer or rich, and nothing from cli/;
-- formats/ imports nothing from core but its foundation: the error types and the atomic file writer
-  (a .npy and its sidecar must appear together or not at all, which is that writer's job);
+- formats/ imports nothing from core but its foundation: the error types, the atomic file writer
+  (a .npy and its sidecar must appear together or not at all, which is that writer's job) and
+  the VectorBatch every codec reads into and writes from;
 - cli/ does no numerics (no numpy) and no CLI module grows past about 400 lines.
 """
 from __future__ import annotations
@@ -100,7 +101,7 @@ def test_core_imports_no_cli_framework(graph):
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
-FOUNDATION = ("vecpipe.core.errors", "vecpipe.core.atomic")
+FOUNDATION = ("vecpipe.core.errors", "vecpipe.core.atomic", "vecpipe.core.vector_batch")
 
 
 def test_formats_import_only_the_foundation_from_core(graph):

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from vecpipe.core.errors import DataError, StorageError, UsageError
-from vecpipe.formats import vectors
+from vecpipe.formats.vectors import parts as vector_parts
 from vecpipe.formats.vectors import (
     StdinSource,
     VectorBatch,
@@ -444,7 +444,7 @@ def test_parts_round_trip_across_part_boundaries(tmp_path):
 
 
 def test_parts_default_to_about_part_bytes_each(tmp_path, monkeypatch):
-    monkeypatch.setattr(vectors, "PART_BYTES", 2 * 3 * 4)  # two float32 rows of width 3
+    monkeypatch.setattr(vector_parts, "PART_BYTES", 2 * 3 * 4)  # two float32 rows of width 3
     write_parts(tmp_path / "parts", batch_of(SMALL), batch_of(SMALL), batch_of(SMALL[:1]), part_rows=None)
     assert [p["rows"] for p in parts_manifest(tmp_path / "parts")["parts"]] == [2, 2, 1]
 

@@ -234,7 +234,7 @@ def parse_index_params(text: str) -> tuple[tuple[str, int], ...]:
 
 def bytes_per_vector(dtype: str, dim: int) -> int:
     """What one stored vector costs: 4 bytes a dimension for float32, 1 for int8, 1/8 for binary."""
-    from vecpipe.formats.vectors import STORAGE, stored_width
+    from vecpipe.core.vector_batch import STORAGE, stored_width
 
     return stored_width(dtype, dim) * STORAGE[dtype].itemsize
 
@@ -276,7 +276,7 @@ def _exact_run(docs: Vectors, queries: Vectors, top_k: int) -> SearchOutcome:
 
 def _index_run(path: Path, docs: Vectors, queries: Vectors, config: SearchConfig, top_k: int) -> SearchOutcome:
     from vecpipe.core.index.api import DEFAULT_EF, BuildOptions, build, open_index
-    from vecpipe.formats.vectors import VectorBatch
+    from vecpipe.core.vector_batch import VectorBatch
 
     hnsw = dict(config.hnsw or ())
     options = BuildOptions(

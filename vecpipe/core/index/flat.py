@@ -31,7 +31,7 @@ from vecpipe.core.index.scoring import (
     normalize_rows,
     top_k,
 )
-from vecpipe.formats.vectors import PACKED_DTYPES, stored_width
+from vecpipe.core.vector_batch import PACKED_DTYPES, stored_width
 
 VECTORS_FILE = "vectors.npy"
 FLOAT_FILE = "float.npy"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vecpipe.formats.vectors import FLOAT_DTYPES
+from vecpipe.core.vector_batch import FLOAT_DTYPES
 
 _BOUND_SAMPLE = 2048  # values sampled per row to bound the k-th best: about k·n/2048 candidates on n rows
 

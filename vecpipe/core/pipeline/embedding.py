@@ -15,7 +15,7 @@ if TYPE_CHECKING:  # imported when a job runs, not at start-up
     from vecpipe.core.models.batching import EmbedOptions, EmbedStats
     from vecpipe.core.models.model import Model
     from vecpipe.formats.text import ReadOptions, ReadStats, TextRecord
-    from vecpipe.formats.vectors import VectorBatch
+    from vecpipe.core.vector_batch import VectorBatch
 
 
 def vector_batches(model: "Model", records: Iterable["TextRecord"], options: "EmbedOptions", provenance: dict, source: str,
@@ -23,7 +23,7 @@ def vector_batches(model: "Model", records: Iterable["TextRecord"], options: "Em
     """The records embedded window by window, in input order, as VectorBatches of one provenance
     (chunks get ids `<parent id>#<chunk>`); on a Ray cluster's actors when `cluster` is (workers, address)."""
     from vecpipe.core.models.batching import output_rows
-    from vecpipe.formats.vectors import VectorBatch
+    from vecpipe.core.vector_batch import VectorBatch
 
     if cluster is None:
         from vecpipe.core.models.batching import embed_records

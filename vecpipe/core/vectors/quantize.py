@@ -27,7 +27,7 @@ import numpy as np
 
 from vecpipe.core.errors import DataError, UsageError
 from vecpipe.core.vectors.npz import SavedArrays, artifact_bytes, check_same_space, count_from, load_npz, provenance_from, space_of
-from vecpipe.formats.vectors import VectorBatch, first_nonfinite_row, require_float
+from vecpipe.core.vector_batch import VectorBatch, first_nonfinite_row, require_float
 
 PRECISIONS = ("float16", "int8", "uint8", "binary", "ubinary")
 SCALAR_PRECISIONS = ("int8", "uint8")

@@ -19,7 +19,7 @@ import numpy as np
 
 from vecpipe.core.errors import DataError, UsageError
 from vecpipe.core.vectors.npz import SavedArrays, artifact_bytes, check_same_space, count_from, load_npz, provenance_from, space_of
-from vecpipe.formats.vectors import VectorBatch, require_float
+from vecpipe.core.vector_batch import VectorBatch, require_float
 
 PCA_FORMAT = "vecpipe pca 1"
 
