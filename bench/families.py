@@ -41,7 +41,8 @@ def main() -> None:
     parser.add_argument("--write", type=Path, help="Also put the report in this markdown file (its own section).")
     args = parser.parse_args()
     peers = os.environ.get("VECPIPE_PEERS_PYTHON", str(REPO.parent / ".peers" / "bin" / "python"))
-    from vecpipe.core.models.model import default_threads, load_model
+    from vecpipe.core.models.base import default_threads
+    from vecpipe.core.models.kinds import load_model
     from vecpipe.core.paths import vecpipe_home
 
     checkpoint = vecpipe_home() / "checkpoints" / MODEL

@@ -37,7 +37,7 @@ def quality() -> list[str]:
 
     from vecpipe.core.eval import evaluation as ev
     from vecpipe.core.eval.metrics import evaluate_retrieval
-    from vecpipe.core.models.model import load_model
+    from vecpipe.core.models.kinds import load_model
     from vecpipe.core.retrieval.modes import Fusion
 
     data = ev.load_retrieval_data(str(SCIFACT / "corpus.jsonl"), str(SCIFACT / "queries.jsonl"), str(SCIFACT / "qrels" / "test.tsv"))
@@ -118,7 +118,7 @@ def latency(repeat: int) -> list[str]:
 
     from vecpipe.core.index.lexical import LexicalSettings
     from vecpipe.core.index.vector_index import BuildOptions, VectorIndex, build_index
-    from vecpipe.core.models.model import load_model
+    from vecpipe.core.models.kinds import load_model
     from vecpipe.core.retrieval.modes import ModeRequest, search
 
     corpus, texts, query_vectors, provenance = index_bench.embedded(INDEX_CACHE, None)

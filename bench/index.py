@@ -68,7 +68,7 @@ def embedded(cache: Path, limit: int | None) -> tuple[np.ndarray, list[str], np.
     cache = cache / (f"first-{limit}" if limit else "all")
     files = [cache / name for name in ("corpus.npy", "corpus.json", "queries.npy", PROVENANCE_FILE)]
     if not all(f.exists() for f in files):
-        from vecpipe.core.models.model import load_model
+        from vecpipe.core.models.kinds import load_model
 
         model = load_model()
         texts = corpus_texts()[:limit]

@@ -25,7 +25,7 @@ from vecpipe.core.eval.evaluation import (
     load_retrieval_data,
     truncated,
 )
-from vecpipe.core.models.model import load_model
+from vecpipe.core.models.kinds import load_model
 from vecpipe.core.vectors.truncate import PCAFitter
 from vecpipe.formats.vectors import VectorBatch
 

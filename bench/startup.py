@@ -127,7 +127,7 @@ def import_times(cmd: list[str]) -> dict[str, float]:
 def model_load_costs(repeat: int) -> dict[str, float]:
     """Median in-process ms of resolve+verify and of session creation for the default model."""
     code = (
-        "import time, json; t0 = time.perf_counter(); from vecpipe.core.models.model import load_model; t1 = time.perf_counter(); "
+        "import time, json; t0 = time.perf_counter(); from vecpipe.core.models.kinds import load_model; t1 = time.perf_counter(); "
         "m = load_model(); t2 = time.perf_counter(); m.session; t3 = time.perf_counter(); "
         "print(json.dumps({'import vecpipe.core.models.model': t1 - t0, 'resolve + verify': t2 - t1, 'onnxruntime session': t3 - t2}))"
     )

@@ -65,7 +65,7 @@ def embed(
     workers: int = typer.Option(2, "--workers", min=1, max=4096, help="--engine ray: actors, one model and one CPU each."),
 ) -> None:
     from vecpipe.core.models.batching import EmbedOptions
-    from vecpipe.core.models.model import load_model
+    from vecpipe.core.models.kinds import load_model
     from vecpipe.core.pipeline.embedding import EmbedJob
     from vecpipe.formats.text import ReadOptions
     from vecpipe.formats.vectors import writes_parts

@@ -98,7 +98,7 @@ def _rotation(pca, fit, save, pca_file, stdin):
 
 def _warn_if_not_matryoshka(provenance: dict, dim: int) -> None:
     """One warning when the model that made these vectors lists Matryoshka dims without `dim`."""
-    from vecpipe.core.models.model import find_manifest
+    from vecpipe.core.models.kinds import find_manifest
     from vecpipe.core.vectors.truncate import matryoshka_warning
 
     if "pca_sha256" in provenance or not provenance.get("model"):

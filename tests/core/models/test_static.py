@@ -16,7 +16,7 @@ from vecpipe.cli import app
 from vecpipe.core.errors import ModelError
 from vecpipe.core.models.batching import EmbedOptions, embed_texts
 from vecpipe.core.models.convert import convert
-from vecpipe.core.models.model import open_model
+from vecpipe.core.models.kinds import open_model
 from vecpipe.core.models.static import StaticModel
 
 TEXTS = [json.loads(line)["text"] for line in open(FIXTURES / "family_texts.jsonl", encoding="utf-8")]

@@ -117,7 +117,7 @@ def embedding_progress(quiet: bool):
 
 def open_embedder(model: Optional[str], no_cache: bool, progress, **load_options):
     from vecpipe.core.eval.evaluation import Embedder
-    from vecpipe.core.models.model import load_model
+    from vecpipe.core.models.kinds import load_model
 
     return Embedder(load_model(model, notify=say, **load_options), use_cache=not no_cache, progress=progress)
 

@@ -37,7 +37,9 @@ _SCHEMA: dict[str, tuple[tuple[type, ...], bool]] = {
     "variant": ((str,), False),
     "files": ((dict,), False),
     "dense": ((list,), False),
+    "kind": ((str,), False),
 }
+MODEL_KINDS = ("dense", "static")  # kinds.py opens each
 
 
 def read_manifest(model_dir: Path) -> dict:
@@ -74,6 +76,8 @@ def _check_schema(manifest: dict, path: Path) -> None:
         raise ModelError("manifest's dim and max_tokens must be positive", str(path))
     if manifest["pooling"] not in POOLINGS:
         raise ModelError(f"manifest's pooling {manifest['pooling']!r} is not one of {', '.join(POOLINGS)}", str(path))
+    if manifest.get("kind", "dense") not in MODEL_KINDS:
+        raise ModelError(f"manifest's kind {manifest['kind']!r} is not one of {', '.join(MODEL_KINDS)} (a newer vecpipe's model?)", str(path))
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in manifest.get("prompts", {}).items()):
         raise ModelError("manifest's prompts must map names to strings", str(path))
 

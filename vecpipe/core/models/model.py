@@ -1,22 +1,21 @@
-"""A loaded embedding model: a transformer as an ONNX graph run by onnxruntime, or a static table.
+"""A dense embedder: a transformer as an ONNX graph run by onnxruntime.
 
-`load_model(name)` resolves and verifies the model directory (see registry.py) and opens it as
-the kind its manifest names; `model.embed(texts)` is the simple library entry point, and
+`kinds.load_model(name)` resolves and verifies the model directory (see registry.py) and opens it
+as the kind its manifest names; `model.embed(texts)` is the simple library entry point, and
 `vecpipe.core.models.batching` streams large inputs through `model.vectors_of`.
 """
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 
 from vecpipe.core.errors import ModelError, UsageError
-from vecpipe.core.models import registry
 from vecpipe.core.models.base import EmbeddingModel, default_threads
-from vecpipe.core.models.manifest import GRAPH_FILE, MANIFEST, read_manifest
+from vecpipe.core.models.manifest import GRAPH_FILE
 
-__all__ = ["EmbeddingModel", "Model", "default_threads", "find_manifest", "load_model", "open_model"]
+__all__ = ["EmbeddingModel", "Model", "default_threads"]
 
 
 class Model(EmbeddingModel):
@@ -109,34 +108,3 @@ def _open_session(path: Path, threads: int, prepack: bool = True):
         raise ModelError(f"onnxruntime cannot load the model ({str(exc).splitlines()[0]})", str(path)) from None
 
 
-def load_model(
-    name: str | None = None,
-    *,
-    layers: int | None = None,
-    threads: int | None = None,
-    pooling: str | None = None,
-    notify: Callable[[str], None] | None = None,
-) -> Model:
-    model_dir = registry.resolve(name, layers=layers, notify=notify or (lambda _: None))
-    return open_model(model_dir, threads=threads, pooling=pooling)
-
-
-def open_model(model_dir: Path, threads: int | None = None, pooling: str | None = None) -> EmbeddingModel:
-    """The model in a verified model directory, as the kind its manifest names."""
-    if read_manifest(Path(model_dir)).get("architecture") == "static":
-        from vecpipe.core.models.static import StaticModel
-
-        return StaticModel(model_dir, threads=threads, pooling=pooling)
-    return Model(model_dir, threads=threads, pooling=pooling)
-
-
-def find_manifest(name: str | None) -> dict | None:
-    """The manifest of an already available model, without converting anything (for warnings)."""
-    try:
-        path = Path(name or "").expanduser()
-        if (path / MANIFEST).exists():
-            return read_manifest(path)
-        cached = registry.cache_path(registry.ALIASES.get(name or registry.DEFAULT_MODEL, name or registry.DEFAULT_MODEL))
-        return read_manifest(cached) if (cached / MANIFEST).exists() else None
-    except ModelError:
-        return None

@@ -79,7 +79,7 @@ class _Embedder:
 
     def _embed(self, batch: dict) -> dict:
         from vecpipe.core.models.batching import embed_records
-        from vecpipe.core.models.model import open_model
+        from vecpipe.core.models.kinds import open_model
 
         if self.model is None:
             self.model = open_model(Path(self.model_dir), threads=1, pooling=self.pooling)

@@ -39,7 +39,7 @@ class QueryEncoder:
         return vectors, self._provenance
 
     def _load(self) -> None:
-        from vecpipe.core.models.model import load_model
+        from vecpipe.core.models.kinds import load_model
 
         prov = self.index_provenance
         if not prov.get("model"):

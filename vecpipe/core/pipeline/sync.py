@@ -51,7 +51,7 @@ class _SyncEmbedder:
     """The model, prompt and record hashing of a sync: the same prompt and model as the index's vectors."""
 
     def __init__(self, model: str | None, prompt: str | None, index_provenance: dict, notify):
-        from vecpipe.core.models.model import load_model
+        from vecpipe.core.models.kinds import load_model
 
         self.model = load_model(model, layers=index_provenance.get("layer"), pooling=index_provenance.get("pooling"), notify=notify)
         self.prompt = prompt

@@ -21,6 +21,7 @@ from vecpipe.core.models.graph import GraphBuilder, gelu, layer_norm, linear, pa
 
 MODEL_TYPES = ("bert",)
 ARCHITECTURES = ("BertModel",)  # old checkpoints name the class but not the model_type
+KINDS = ("dense",)  # what it builds: an embedder (kinds.py)
 GRAPH_FORMS = ("fused", "plain")
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 

@@ -21,6 +21,7 @@ from vecpipe.core.models.graph import GraphBuilder
 
 MODEL_TYPES = ("gemma3_text",)
 ARCHITECTURES = ("Gemma3TextModel", "Gemma3ForCausalLM")
+KINDS = ("dense",)  # what it builds: an embedder (kinds.py)
 GLOBAL_THETA, LOCAL_THETA = 1_000_000.0, 10_000.0  # transformers' defaults
 ACTIVATIONS = {"gelu_pytorch_tanh": "gelu_tanh", "gelu_tanh": "gelu_tanh"}
 

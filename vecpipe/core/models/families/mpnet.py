@@ -18,6 +18,7 @@ from vecpipe.core.models.graph import GraphBuilder, gelu, layer_norm, linear, pa
 
 MODEL_TYPES = ("mpnet",)
 ARCHITECTURES = ("MPNetModel", "MPNetForMaskedLM")
+KINDS = ("dense",)  # what it builds: an embedder (kinds.py)
 GRAPH_FORMS = ("plain",)
 INPUTS = ("input_ids", "attention_mask")
 

@@ -15,6 +15,7 @@ from vecpipe.core.models.graph import GraphBuilder
 
 MODEL_TYPES = ("qwen3",)
 ARCHITECTURES = ("Qwen3Model", "Qwen3ForCausalLM")
+KINDS = ("dense",)  # what it builds: an embedder (kinds.py)
 
 
 def shape(cfg: dict, path: Path) -> DecoderShape:

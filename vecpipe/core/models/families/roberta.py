@@ -15,6 +15,7 @@ from vecpipe.core.models.graph import GraphBuilder, layer_norm, padding_mask_bia
 
 MODEL_TYPES = ("roberta", "xlm-roberta", "camembert")
 ARCHITECTURES = ("RobertaModel", "XLMRobertaModel", "CamembertModel")
+KINDS = ("dense",)  # what it builds: an embedder (kinds.py)
 GRAPH_FORMS = ("plain",)
 INPUTS = ("input_ids", "attention_mask")
 
