@@ -4,7 +4,8 @@
 - core/ imports no typer or rich, and nothing from cli/;
 - formats/ imports nothing from core but its foundation: the error types, the atomic file writer
   (a .npy and its sidecar must appear together or not at all, which is that writer's job) and
-  the VectorBatch every codec reads into and writes from;
+  the VectorBatch every codec reads into and writes from, and the provenance loader that types
+  what a stream says of its vectors;
 - cli/ does no numerics (no numpy) and no CLI module grows past about 400 lines.
 """
 from __future__ import annotations
@@ -101,7 +102,7 @@ def test_core_imports_no_cli_framework(graph):
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
-FOUNDATION = ("vecpipe.core.errors", "vecpipe.core.atomic", "vecpipe.core.vector_batch")
+FOUNDATION = ("vecpipe.core.errors", "vecpipe.core.atomic", "vecpipe.core.vector_batch", "vecpipe.core.provenance")
 
 
 def test_formats_import_only_the_foundation_from_core(graph):

@@ -31,6 +31,7 @@ from vecpipe.core.atomic import DirLock, fsync_dir, make_temp_dir_beside, signal
 from vecpipe.core.errors import IndexStoreError, StorageError, VecpipeError, storage_error
 from vecpipe.core.hashing import sha256_file
 from vecpipe.core.index.kinds import KINDS
+from vecpipe.core.provenance import load_provenance
 from vecpipe.core.stamps import remember_sha256, stamped_sha256
 
 FORMAT_VERSION = 1
@@ -131,6 +132,7 @@ def _check_schema(manifest: dict, path: Path) -> None:
         raise bad("has an impossible dim, count or next_label")
     if manifest["kind"] == "hnsw" and manifest["slots"] < manifest["count"]:
         raise bad("counts more records than its graph has slots")
+    load_provenance(manifest["provenance"], error=lambda problem, *_: bad(f"key 'provenance': {problem}"))
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in manifest.get("files", {}).items()):
         raise bad("key 'files' must map file names to sha256 digests")
 

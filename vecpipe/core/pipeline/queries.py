@@ -11,6 +11,7 @@ from typing import IO, Callable, Iterator
 import numpy as np
 
 from vecpipe.core.errors import IndexStoreError
+from vecpipe.core.provenance import load_provenance
 from vecpipe.formats.inputs import STDIN, input_name, open_input
 
 
@@ -19,7 +20,7 @@ class QueryEncoder:
     vector queries never load one."""
 
     def __init__(self, index_provenance: dict, model: str | None = None, one_off: bool = False, notify: Callable[[str], None] | None = None):
-        self.index_provenance = index_provenance
+        self.index_provenance = load_provenance(index_provenance)  # checked when the index was opened
         self.location = model  # where to find the index's model, when not under its name
         self.one_off = one_off  # one query: the model loads light (see Model.prepack_weights)
         self.notify = notify
@@ -31,7 +32,7 @@ class QueryEncoder:
         if self._model is None:
             self._load()
         vectors = self._model.embed(texts, prompt=self._model.query_prompt())
-        truncate_dim = self.index_provenance.get("truncate_dim")
+        truncate_dim = self.index_provenance.truncate_dim
         if truncate_dim:
             from vecpipe.core.vectors.truncate import truncate_prefix
 
@@ -42,21 +43,20 @@ class QueryEncoder:
         from vecpipe.core.models.kinds import load_model
 
         prov = self.index_provenance
-        if not prov.get("model"):
+        if not prov.model:
             raise IndexStoreError("the index does not record its model, so text queries cannot be embedded; pipe vector records")
-        if prov.get("pca_sha256"):
+        if prov.pca_sha256:
             raise IndexStoreError(
                 "the index holds PCA-rotated vectors; embed queries with the same pipeline "
                 "(vecpipe embed --prompt query | vecpipe truncate --pca-file FILE ...) and pipe the vector records"
             )
-        self._model = load_model(self.location or prov["model"], layers=prov.get("layer"), pooling=prov.get("pooling"), notify=self.notify)
+        self._model = load_model(self.location or prov.model, layers=prov.layer, pooling=prov.pooling, notify=self.notify)
         self._model.prepack_weights = not self.one_off
         self._provenance = self._model.provenance(self._model.query_prompt())
-        if prov.get("truncate_dim"):
+        if prov.truncate_dim:
             from vecpipe.core.vectors.truncate import truncated_provenance
 
-            renormalize = bool(prov.get("normalized"))
-            self._provenance = truncated_provenance(self._provenance, prov["truncate_dim"], self._model.dim, renormalize, None)
+            self._provenance = truncated_provenance(self._provenance, prov.truncate_dim, self._model.dim, prov.normalized, None)
 
 
 @dataclass

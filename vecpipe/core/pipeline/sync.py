@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from vecpipe.core.index import api as index_api
+from vecpipe.core.provenance import Provenance, load_provenance
 from vecpipe.formats.inputs import input_name, open_input
 
 
@@ -24,8 +25,8 @@ def sync_index(directory, inputs: list[str], field: str = "text", model: str | N
     """Sync the index at `directory` (made on the first sync) with the text records of `inputs`.
     The model and prompt are the index's own once it exists; `model` may say where to find it."""
     exists = index_api.exists(directory)
-    known = index_api.provenance(directory) if exists else {}
-    embedder = _SyncEmbedder(model or known.get("model"), known.get("prompt", prompt), known, notify)
+    known = load_provenance(index_api.provenance(directory) if exists else {})
+    embedder = _SyncEmbedder(model or known.model, prompt if known.prompt is None else known.prompt, known, notify)
     keyed = [(index_api.id_key(r.id), embedder.text_hash(r), r) for r in _read(inputs, field)]
     stored = index_api.text_hashes(directory, [key for key, _, _ in keyed]) if exists else {}
     changed = [(key, digest, r) for key, digest, r in keyed if stored.get(key) != digest]
@@ -50,10 +51,10 @@ def _read(inputs: list[str], field: str) -> list:
 class _SyncEmbedder:
     """The model, prompt and record hashing of a sync: the same prompt and model as the index's vectors."""
 
-    def __init__(self, model: str | None, prompt: str | None, index_provenance: dict, notify):
+    def __init__(self, model: str | None, prompt: str | None, index_provenance: Provenance, notify):
         from vecpipe.core.models.kinds import load_model
 
-        self.model = load_model(model, layers=index_provenance.get("layer"), pooling=index_provenance.get("pooling"), notify=notify)
+        self.model = load_model(model, layers=index_provenance.layer, pooling=index_provenance.pooling, notify=notify)
         self.prompt = prompt
         self.prefix = self.model.prompt_prefix(prompt)  # an unknown prompt is refused before anything is read
         identity = {key: value for key, value in self.model.provenance(prompt).items() if key not in ("model_sha256",)}

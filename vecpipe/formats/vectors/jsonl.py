@@ -9,6 +9,7 @@ import numpy as np
 import orjson
 
 from vecpipe.core.errors import DataError
+from vecpipe.core.provenance import Provenance, load_provenance
 from vecpipe.core.vector_batch import STORAGE, VectorBatch, stored_width, first_nonfinite_row
 from vecpipe.formats.text import BOM, ID_KEYS, is_exact_int, parse_record
 from vecpipe.formats.vectors.common import PROVENANCE_KEY, EMBEDDING_KEY, describe_difference
@@ -86,27 +87,22 @@ def _embedding_of(record: dict, raw: bytes, source: str, line: int) -> list:
 
 
 def _first_shape(provenance: dict, npy_dtype: np.dtype | None, width: int, source: str, line: int) -> _StreamShape:
-    """The dtype and row width a stream must keep, checked against its provenance."""
-    dtype = _logical_dtype(provenance, npy_dtype, source, line)
+    """The dtype and row width a stream must keep, checked against its provenance (typed once
+    here: every later row must carry the same object)."""
+    typed = load_provenance(provenance, source, line)
+    dtype = _logical_dtype(provenance, typed, npy_dtype)
     if width == 0:
         raise DataError(f"'{EMBEDDING_KEY}' is empty", source, line)
-    if "dim" in provenance:
-        dim = provenance["dim"]
-        if isinstance(dim, bool) or not isinstance(dim, int) or stored_width(dtype, dim) != width:
-            raise DataError(f"the vector has {_values(width)} but provenance says dim {dim!r} ({dtype})", source, line)
+    if typed.dim is not None and stored_width(dtype, typed.dim) != width:
+        raise DataError(f"the vector has {_values(width)} but provenance says dim {typed.dim!r} ({dtype})", source, line)
     return _StreamShape(provenance, dtype, width, line)
 
 
-def _logical_dtype(provenance: dict, npy_dtype: np.dtype | None, source: str, line: int) -> str:
-    if "dtype" in provenance:
-        dtype = provenance["dtype"]
-        if dtype not in STORAGE:
-            raise DataError(f"unknown dtype {dtype!r} in provenance (expected one of {', '.join(STORAGE)})", source, line)
-        return dtype
+def _logical_dtype(provenance: dict, typed: Provenance, npy_dtype: np.dtype | None) -> str:
     if npy_dtype is not None and not provenance:
         # A foreign .npy without sidecar says its dtype only through the matrix; float64 is read as float32.
         return "float32" if npy_dtype.kind == "f" and npy_dtype.itemsize == 8 else npy_dtype.name
-    return "float32"
+    return typed.dtype
 
 
 def _values(count: int) -> str:
