@@ -22,7 +22,7 @@ class BuildOptions:
     keep_float: bool = False
     calibration: Path | None = None  # int8 ranges for --quantize int8 or for float queries
     overwrite: bool = False
-    lexical: LexicalSettings | None = None  # a BM25 part beside the vectors (core/retrieval/lexical.py)
+    lexical: LexicalSettings | None = None  # a BM25 part beside the vectors (lexical.py)
 
 
 @dataclass
