@@ -106,6 +106,11 @@ def test_a_damaged_row_is_refused_when_search_would_return_it(tmp_path, damage, 
     (lambda m: m.update(count=61, next_label=61), "counts more records than its graph has slots"),
     (lambda m: m.update(files={"graph.bin": 5}), "'files' must map file names to sha256 digests"),
     (lambda m: m.update(files=[]), "key 'files' has the wrong type (list)"),
+    (lambda m: m.update(metric="x"), "metric 'x' is not one of cosine, ip, l2"),
+    (lambda m: m.update(dtype="int8"), "dtype 'int8' is not float32, which a graph index holds"),
+    (lambda m: m["hnsw"].update(M="16"), "hnsw parameter 'M' must be an integer of at least 2, not '16'"),
+    (lambda m: m.update(input_dtype="float64"), "input_dtype 'float64' is not one of float32, float16"),
+    (lambda m: m["provenance"].update(normalized="yes"), "key 'provenance': provenance key 'normalized' must be true or false, not a string"),
 ])
 def test_a_manifest_with_missing_or_mistyped_keys_is_refused(tmp_path, change, problem):
     root, generation = build(tmp_path, "a.idx", seed=1)
@@ -113,6 +118,30 @@ def test_a_manifest_with_missing_or_mistyped_keys_is_refused(tmp_path, change, p
     refused(tmp_path, root, problem)
     info = run_process(["index", "info", root])
     assert_one_line_refusal(info, "index info", None, problem, 5)
+
+
+@pytest.mark.parametrize("change, problem", [
+    (lambda m: m.update(dtype="int4"), "dtype 'int4' is not one of int8, uint8, binary, ubinary"),
+    (lambda m: m.update(metric="cosine"), "metric 'cosine' is not 'dot', how a int8 index scores"),
+    (lambda m: m.update(flat={"a": 1}), "flat setting 'from_float' must be true or false, not None"),
+])
+def test_a_flat_manifest_with_wrong_fields_is_refused(tmp_path, change, problem):
+    root, generation = build(tmp_path, "q.idx", 1, 60, DIM, "--quantize", "int8")
+    edit_manifest(generation, change)
+    refused(tmp_path, root, problem)
+
+
+@pytest.mark.parametrize("setting, value, problem", [
+    ("language", None, "lexical setting 'language' has the wrong type (NoneType)"),
+    ("language", "klingon", "lexical settings are unusable (no stemmer for 'klingon'"),
+    ("token_pattern", "(", "lexical settings are unusable (missing ), unterminated subpattern"),
+    ("k1", True, "lexical setting 'k1' has the wrong type (bool)"),
+])
+def test_wrong_lexical_settings_are_refused_where_they_are_used(tmp_path, setting, value, problem):
+    root, generation = build(tmp_path, "l.idx", 1, 60, DIM, "--lexical")
+    edit_manifest(generation, lambda m: m["lexical"].update({setting: value}))
+    outcome = run_process(["search", root, "doc 3", "--mode", "lexical"])
+    assert_one_line_refusal(outcome, "search", None, problem, 5)
 
 
 def test_a_flat_matrix_of_another_shape_is_refused(tmp_path):

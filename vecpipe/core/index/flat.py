@@ -120,6 +120,19 @@ class FlatIndex:
         return cls(manifest, codes, floats, calibration)
 
     @staticmethod
+    def manifest_problem(manifest: dict) -> str | None:
+        """What is wrong with a manifest's fields of a flat index, if anything (checked when it is read)."""
+        dtype = manifest["dtype"]
+        if dtype not in QUANTIZE_TO:
+            return f"dtype {dtype!r} is not one of {', '.join(QUANTIZE_TO)}"
+        if manifest["metric"] != _metric(dtype):
+            return f"metric {manifest['metric']!r} is not {_metric(dtype)!r}, how a {dtype} index scores"
+        for key in ("from_float", "keep_float"):
+            if not isinstance(manifest["flat"].get(key), bool):
+                return f"flat setting {key!r} must be true or false, not {manifest['flat'].get(key)!r}"
+        return None
+
+    @staticmethod
     def bytes_per_vector(generation: Path, manifest: dict) -> float:
         return stored_width(manifest["dtype"], manifest["dim"])
 

@@ -61,6 +61,20 @@ class HnswGraph:
         return cls(index, options.metric, first.dim), fields
 
     @staticmethod
+    def manifest_problem(manifest: dict) -> str | None:
+        """What is wrong with a manifest's fields of a graph index, if anything (checked when it is read)."""
+        params = manifest["hnsw"]
+        if manifest["metric"] not in METRICS:
+            return f"metric {manifest['metric']!r} is not one of {', '.join(METRICS)}"
+        if manifest["dtype"] != "float32":
+            return f"dtype {manifest['dtype']!r} is not float32, which a graph index holds"
+        for key, least in (("M", 2), ("ef_construction", 1), ("seed", 0)):
+            value = params.get(key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                return f"hnsw parameter {key!r} must be an integer of at least {least}, not {value!r}"
+        return None
+
+    @staticmethod
     def bytes_per_vector(generation: Path, manifest: dict) -> float | None:
         """The graph file per live row: vectors plus links."""
         count = manifest["count"]

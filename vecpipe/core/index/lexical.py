@@ -10,6 +10,7 @@ A record's text is chosen as `vecpipe embed` chooses it: `field` (default `text`
 """
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable
@@ -54,10 +55,21 @@ class LexicalSettings:
 
     @classmethod
     def from_manifest(cls, entry: dict, source: str) -> "LexicalSettings":
+        """The settings an index manifest recorded, each checked: a wrong type or value is one line
+        naming the key (exit 5), not a failure deep inside bm25s or PyStemmer."""
+        if not isinstance(entry, dict) or any(key not in entry for key in cls.__dataclass_fields__):
+            raise IndexStoreError("the manifest's lexical settings are incomplete", source)
+        for key, kind in _SETTING_TYPES.items():
+            value = entry[key]
+            if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+                raise IndexStoreError(f"the manifest's lexical setting {key!r} has the wrong type ({type(value).__name__})", source)
+        settings = cls(**{key: entry[key] for key in cls.__dataclass_fields__})
         try:
-            return cls(**{key: entry[key] for key in cls.__dataclass_fields__})
-        except (KeyError, TypeError):
-            raise IndexStoreError("the manifest's lexical settings are incomplete", source) from None
+            re.compile(settings.token_pattern)
+            settings.check()
+        except (re.error, UsageError) as exc:
+            raise IndexStoreError(f"the manifest's lexical settings are unusable ({exc})", source) from None
+        return settings
 
     def describe(self) -> dict:
         return asdict(self)
@@ -70,6 +82,10 @@ class LexicalSettings:
         stemmer = _stemmer(self.language) if self.stem else None
         return bm25s.tokenize(texts, lower=True, token_pattern=self.token_pattern, stopwords=stopwords, stemmer=stemmer,
                               return_ids=as_ids, show_progress=False)
+
+
+_SETTING_TYPES = {"language": str, "stem": bool, "stopwords": bool, "k1": (int, float), "b": (int, float), "method": str,
+                  "field": str, "join_title": bool, "token_pattern": str}
 
 
 def _stemmer(language: str):

@@ -32,6 +32,7 @@ from vecpipe.core.errors import IndexStoreError, StorageError, VecpipeError, sto
 from vecpipe.core.hashing import sha256_file
 from vecpipe.core.index.kinds import KINDS
 from vecpipe.core.provenance import load_provenance
+from vecpipe.core.vector_batch import STORAGE
 from vecpipe.core.stamps import remember_sha256, stamped_sha256
 
 FORMAT_VERSION = 1
@@ -132,6 +133,11 @@ def _check_schema(manifest: dict, path: Path) -> None:
         raise bad("has an impossible dim, count or next_label")
     if manifest["kind"] == "hnsw" and manifest["slots"] < manifest["count"]:
         raise bad("counts more records than its graph has slots")
+    problem = KINDS[manifest["kind"]].backend().manifest_problem(manifest)
+    if problem:
+        raise bad(problem)
+    if manifest["input_dtype"] not in STORAGE:
+        raise bad(f"input_dtype {manifest['input_dtype']!r} is not one of {', '.join(STORAGE)}")
     load_provenance(manifest["provenance"], error=lambda problem, *_: bad(f"key 'provenance': {problem}"))
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in manifest.get("files", {}).items()):
         raise bad("key 'files' must map file names to sha256 digests")
