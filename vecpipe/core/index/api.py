@@ -13,7 +13,7 @@ new index gets is decided in kinds.py; nothing else tests either.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Protocol, Sequence
+from typing import Iterable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -34,6 +34,7 @@ __all__ = [
 ENGINES = ("local", "ray")
 
 
+@runtime_checkable
 class Index(Protocol):
     """An open index, one directory or sharded: what search, eval and the server read."""
 

@@ -2,10 +2,9 @@
 pushing back bytes already read."""
 from __future__ import annotations
 
-import contextlib
 import io
 import sys
-from typing import IO, Callable, Iterator
+from typing import IO, Callable
 
 import numpy as np
 import orjson
@@ -26,7 +25,7 @@ EMBEDDING_KEY = "embedding"
 Note = Callable[[str], None]
 
 
-def _note_to_stderr(message: str) -> None:
+def note_to_stderr(message: str) -> None:
     print(f"vecpipe: {message}", file=sys.stderr, flush=True)
 
 
@@ -50,16 +49,6 @@ def concat_batches(batches: list[VectorBatch]) -> VectorBatch:
         lines=[n for b in batches for n in b.lines],
         source=first.source,
     )
-
-
-@contextlib.contextmanager
-def _open_file(path: str) -> Iterator[IO[bytes]]:
-    try:
-        fh = open(path, "rb")
-    except OSError as exc:
-        raise DataError(exc.strerror or "cannot open", path) from None
-    with fh:
-        yield fh
 
 
 class _Unread(io.RawIOBase):
@@ -116,8 +105,8 @@ def first_line(stream: IO[bytes]) -> tuple[bytes, IO[bytes]]:
     return line, unread(consumed, stream)
 
 
-def _sniff(stream: IO[bytes]) -> tuple[bytes, IO[bytes]]:
-    head = _read_exactly(stream, len(NPY_MAGIC))
+def sniff(stream: IO[bytes]) -> tuple[bytes, IO[bytes]]:
+    head = read_exactly(stream, len(NPY_MAGIC))
     return head, unread(head, stream)
 
 
@@ -129,7 +118,7 @@ def describe_difference(first: dict, other: dict) -> str:
     return "(same keys, different order)"
 
 
-def _read_exactly(stream: IO[bytes], size: int) -> bytes:
+def read_exactly(stream: IO[bytes], size: int) -> bytes:
     parts, got = [], 0
     while got < size:
         chunk = stream.read(size - got)
@@ -140,7 +129,7 @@ def _read_exactly(stream: IO[bytes], size: int) -> bytes:
     return b"".join(parts)
 
 
-def _agreeing(first: VectorBatch | None, batch: VectorBatch) -> VectorBatch:
+def agreeing(first: VectorBatch | None, batch: VectorBatch) -> VectorBatch:
     """The first batch of a stream (`batch`, if there was none): every later one must match it."""
     if first is None:
         return batch

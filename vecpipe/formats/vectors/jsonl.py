@@ -16,7 +16,7 @@ from vecpipe.formats.vectors.common import PROVENANCE_KEY, EMBEDDING_KEY, descri
 
 
 @dataclass
-class _StreamShape:
+class StreamShape:
     """What the first record fixed, and every later record must repeat."""
 
     provenance: dict
@@ -25,8 +25,8 @@ class _StreamShape:
     line: int
 
 
-def _jsonl_batches(stream: IO[bytes], source: str, batch_size: int, first_position: int) -> Iterator[VectorBatch]:
-    shape: _StreamShape | None = None
+def jsonl_batches(stream: IO[bytes], source: str, batch_size: int, first_position: int) -> Iterator[VectorBatch]:
+    shape: StreamShape | None = None
     pending = _Rows()
     position = first_position
     for line_no, raw in enumerate(stream, start=1):
@@ -38,7 +38,7 @@ def _jsonl_batches(stream: IO[bytes], source: str, batch_size: int, first_positi
         rec_id, fields, provenance = split_record(record, position, source, line_no)
         embedding = _embedding_of(record, raw, source, line_no)
         if shape is None:
-            shape = _first_shape(provenance, None, len(embedding), source, line_no)
+            shape = first_shape(provenance, None, len(embedding), source, line_no)
         _check_row(shape, provenance, len(embedding), source, line_no)
         pending.add(rec_id, fields, embedding, line_no)
         position += 1
@@ -86,7 +86,7 @@ def _embedding_of(record: dict, raw: bytes, source: str, line: int) -> list:
     return embedding
 
 
-def _first_shape(provenance: dict, npy_dtype: np.dtype | None, width: int, source: str, line: int) -> _StreamShape:
+def first_shape(provenance: dict, npy_dtype: np.dtype | None, width: int, source: str, line: int) -> StreamShape:
     """The dtype and row width a stream must keep, checked against its provenance (typed once
     here: every later row must carry the same object)."""
     typed = load_provenance(provenance, source, line)
@@ -95,7 +95,7 @@ def _first_shape(provenance: dict, npy_dtype: np.dtype | None, width: int, sourc
         raise DataError(f"'{EMBEDDING_KEY}' is empty", source, line)
     if typed.dim is not None and stored_width(dtype, typed.dim) != width:
         raise DataError(f"the vector has {_values(width)} but provenance says dim {typed.dim!r} ({dtype})", source, line)
-    return _StreamShape(provenance, dtype, width, line)
+    return StreamShape(provenance, dtype, width, line)
 
 
 def _logical_dtype(provenance: dict, typed: Provenance, npy_dtype: np.dtype | None) -> str:
@@ -109,7 +109,7 @@ def _values(count: int) -> str:
     return f"{count} value" if count == 1 else f"{count} values"
 
 
-def _check_row(shape: _StreamShape, provenance: dict, width: int, source: str, line: int) -> None:
+def _check_row(shape: StreamShape, provenance: dict, width: int, source: str, line: int) -> None:
     if provenance != shape.provenance:
         raise DataError(f"provenance differs from line {shape.line}: {describe_difference(shape.provenance, provenance)}", source, line)
     if width != shape.width:
@@ -134,7 +134,7 @@ class _Rows:
         self.embeddings.append(embedding)
         self.lines.append(line)
 
-    def take(self, shape: _StreamShape, source: str) -> VectorBatch:
+    def take(self, shape: StreamShape, source: str) -> VectorBatch:
         matrix = _rows_to_matrix(self.embeddings, shape.dtype, self.lines, source)
         batch = VectorBatch(self.ids, self.fields, matrix, shape.provenance, self.lines, source)
         self.__init__()
@@ -149,7 +149,7 @@ def _rows_to_matrix(rows: list, dtype: str, lines: list, source: str) -> np.ndar
     if values is None or values.ndim != 2 or values.dtype.kind not in "iuf":
         bad = next(i for i, row in enumerate(rows) if _first_non_number(row) is not None)
         raise DataError(f"'{EMBEDDING_KEY}' holds {_first_non_number(rows[bad])}, not a number", source, lines[bad])
-    return _cast_checked(values, dtype, lines, source)
+    return cast_checked(values, dtype, lines, source)
 
 
 def _first_non_number(row: list) -> str | None:
@@ -159,7 +159,7 @@ def _first_non_number(row: list) -> str | None:
     return None
 
 
-def _cast_checked(values: np.ndarray, dtype: str, lines: list, source: str) -> np.ndarray:
+def cast_checked(values: np.ndarray, dtype: str, lines: list, source: str) -> np.ndarray:
     """`values` as the storage type of `dtype`, refusing what would not survive the cast."""
     target = STORAGE[dtype]
     if target.kind == "f":
@@ -183,7 +183,7 @@ def _cast_checked(values: np.ndarray, dtype: str, lines: list, source: str) -> n
 _JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
 
-def _completed_provenance(batch: VectorBatch) -> dict:
+def completed_provenance(batch: VectorBatch) -> dict:
     """The batch's provenance, with `dtype` added when the matrix is not float32 and it is missing,
     so that what is written reads back as the same dtype."""
     if "dtype" in batch.provenance or batch.matrix.dtype == np.float32:
@@ -191,7 +191,7 @@ def _completed_provenance(batch: VectorBatch) -> dict:
     return {**batch.provenance, "dtype": batch.matrix.dtype.name}
 
 
-def _jsonl_lines(batch: VectorBatch, provenance: dict, with_embedding: bool) -> Iterator[bytes]:
+def jsonl_lines(batch: VectorBatch, provenance: dict, with_embedding: bool) -> Iterator[bytes]:
     matrix = np.ascontiguousarray(batch.matrix)
     for rec_id, fields, row in zip(batch.ids, batch.fields, matrix):
         record = {"id": rec_id, **fields}

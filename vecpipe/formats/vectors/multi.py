@@ -10,7 +10,7 @@ from typing import IO, Iterator
 
 from vecpipe.core.errors import DataError
 from vecpipe.core.vector_batch import VectorBatch
-from vecpipe.formats.vectors.common import Note, _note_to_stderr, _agreeing
+from vecpipe.formats.vectors.common import Note, note_to_stderr, agreeing
 from vecpipe.formats.vectors.reading import read_vectors
 
 
@@ -42,7 +42,7 @@ class VectorInputs:
     """Several vector files (and `-`) read as one stream: ids by position continue from file to
     file, and every file must carry the provenance, dtype and width of the first."""
 
-    def __init__(self, paths: list[str], stdin: StdinSource | None = None, batch_size: int = 4096, note: Note = _note_to_stderr):
+    def __init__(self, paths: list[str], stdin: StdinSource | None = None, batch_size: int = 4096, note: Note = note_to_stderr):
         self.paths = paths or ["-"]
         self.stdin = stdin or StdinSource()
         self.batch_size = batch_size
@@ -76,7 +76,7 @@ class VectorInputs:
         for path in self.paths:
             stream = self._stream(path)
             for batch in read_vectors(path, stream, self.batch_size, first_position=position, note=self.note):
-                first = _agreeing(first, batch)
+                first = agreeing(first, batch)
                 position += len(batch)
                 yield batch
 

@@ -13,8 +13,9 @@ from vecpipe.core.atomic import atomic_file, signals_held
 from vecpipe.core.errors import DataError, storage_error
 from vecpipe.core.vector_batch import STORAGE, VectorBatch
 from vecpipe.formats.text import BOM, parse_record
-from vecpipe.formats.vectors.common import NPY_MAGIC, Note, _open_file, _read_exactly, describe_difference
-from vecpipe.formats.vectors.jsonl import _StreamShape, split_record, _first_shape, _cast_checked, _jsonl_lines
+from vecpipe.formats.inputs import open_input
+from vecpipe.formats.vectors.common import NPY_MAGIC, Note, read_exactly, describe_difference
+from vecpipe.formats.vectors.jsonl import StreamShape, split_record, first_shape, cast_checked, jsonl_lines
 
 
 # Accepted .npy element types: the four vecpipe writes, and float64 (what numpy saves by
@@ -63,7 +64,7 @@ def sidecar_path(npy_path: str) -> str:
     return base + ".meta.jsonl"
 
 
-def _npy_file_batches(path: str, fh: IO[bytes], batch_size: int, first_position: int, note: Note) -> Iterator[VectorBatch]:
+def npy_file_batches(path: str, fh: IO[bytes], batch_size: int, first_position: int, note: Note) -> Iterator[VectorBatch]:
     fh.seek(0)
     header = _read_npy_header(fh, path)
     header.offset = fh.tell()
@@ -76,7 +77,7 @@ def _npy_file_batches(path: str, fh: IO[bytes], batch_size: int, first_position:
         note(f"{path}: no sidecar {meta}: ids are row positions and provenance is unknown")
         yield from _npy_batches(blocks, header, None, path, first_position)
         return
-    with _open_file(meta) as sidecar:
+    with open_input(meta) as sidecar:
         yield from _npy_batches(blocks, header, _SidecarReader(sidecar, meta, first_position), path, first_position)
 
 
@@ -89,7 +90,7 @@ def _check_npy_size(header: _NpyHeader, size: int, source: str) -> None:
         raise DataError(f"{size - expected} unexpected bytes after the .npy matrix", source)
 
 
-def _npy_stream_batches(stream: IO[bytes], source: str, batch_size: int, first_position: int) -> Iterator[VectorBatch]:
+def npy_stream_batches(stream: IO[bytes], source: str, batch_size: int, first_position: int) -> Iterator[VectorBatch]:
     header = _read_npy_header(stream, source)
     if header.fortran:
         raise DataError("a Fortran-ordered .npy cannot be streamed; save it C-ordered or pass it as a file", source)
@@ -99,7 +100,7 @@ def _npy_stream_batches(stream: IO[bytes], source: str, batch_size: int, first_p
 def _stream_blocks(stream: IO[bytes], header: _NpyHeader, batch_size: int, source: str) -> Iterator[np.ndarray]:
     for start in range(0, header.rows, batch_size):
         rows = min(batch_size, header.rows - start)
-        data = _read_exactly(stream, rows * header.row_bytes)
+        data = read_exactly(stream, rows * header.row_bytes)
         if len(data) < rows * header.row_bytes:
             whole = start + len(data) // max(header.row_bytes, 1)
             raise DataError(f"truncated .npy: the header promises {header.rows} rows, the stream holds {whole}", source)
@@ -110,7 +111,7 @@ def _stream_blocks(stream: IO[bytes], header: _NpyHeader, batch_size: int, sourc
 
 def _npy_batches(blocks: Iterable[np.ndarray], header: _NpyHeader, sidecar: "_SidecarReader | None",
                  source: str, first_position: int) -> Iterator[VectorBatch]:
-    shape: _StreamShape | None = None
+    shape: StreamShape | None = None
     row = 0
     for block in blocks:
         n = len(block)
@@ -120,9 +121,9 @@ def _npy_batches(blocks: Iterable[np.ndarray], header: _NpyHeader, sidecar: "_Si
         else:
             ids, fields, provenance = sidecar.take(n, header.rows)
         if shape is None:
-            shape = _first_shape(provenance, header.dtype, header.width, sidecar.source if sidecar else source, 1)
+            shape = first_shape(provenance, header.dtype, header.width, sidecar.source if sidecar else source, 1)
             _check_npy_dtype(shape.dtype, header.dtype, source)
-        matrix = _cast_checked(np.ascontiguousarray(block), shape.dtype, lines, source)
+        matrix = cast_checked(np.ascontiguousarray(block), shape.dtype, lines, source)
         yield VectorBatch(ids, fields, matrix, shape.provenance, lines, source)
         row += n
     if sidecar is not None:
@@ -185,7 +186,7 @@ class _SidecarReader:
 _NPY_HEADER_BYTES = 128  # room for any row count; the header is rewritten with the real one at the end
 
 
-class _NpyOutput:
+class NpyOutput:
     def __init__(self, path: str):
         self.path = path
         self._stack = contextlib.ExitStack()
@@ -203,7 +204,7 @@ class _NpyOutput:
                 self._dtype, self._width = batch.matrix.dtype, batch.matrix.shape[1]
                 self._matrix.write(_npy_header(self._dtype, 0, self._width))
             self._matrix.write(np.ascontiguousarray(batch.matrix).tobytes())
-            self._sidecar.write(b"".join(_jsonl_lines(batch, provenance, with_embedding=False)))
+            self._sidecar.write(b"".join(jsonl_lines(batch, provenance, with_embedding=False)))
         self._rows += len(batch)
 
     def commit(self) -> None:

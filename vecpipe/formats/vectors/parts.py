@@ -13,7 +13,7 @@ import orjson
 from vecpipe.core.atomic import fsync_dir, make_temp_dir_beside, signals_held, write_bytes_atomic
 from vecpipe.core.errors import DataError, StorageError, storage_error
 from vecpipe.core.vector_batch import VectorBatch
-from vecpipe.formats.vectors.npy import _NpyOutput
+from vecpipe.formats.vectors.npy import NpyOutput
 
 
 PARTS_MANIFEST = "manifest.json"
@@ -34,7 +34,7 @@ def part_name(number: int) -> str:
     return f"part-{number:05d}.npy"
 
 
-class _PartsOutput:
+class PartsOutput:
     """`DIR/part-NNNNN.npy` + sidecars and `DIR/manifest.json`, written in a temp directory beside
     DIR that replaces it at commit. An existing DIR is replaced only if it holds vector parts."""
 
@@ -48,7 +48,7 @@ class _PartsOutput:
                 self._tmp = make_temp_dir_beside(self.target)
             except OSError as exc:
                 raise storage_error(exc, path) from None
-        self._part: _NpyOutput | None = None
+        self._part: NpyOutput | None = None
         self._parts: list[dict] = []
         self._shape: dict | None = None
 
@@ -81,7 +81,7 @@ class _PartsOutput:
         if self._part is not None:
             self._part.commit()
         name = part_name(len(self._parts))
-        self._part = _NpyOutput(str(self._tmp / name))
+        self._part = NpyOutput(str(self._tmp / name))
         self._parts.append({"matrix": name, "rows": 0})
 
     def commit(self) -> None:
@@ -125,7 +125,7 @@ def _replace_dir(new: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _read_parts_manifest(manifest_path: str) -> list[dict]:
+def read_parts_manifest(manifest_path: str) -> list[dict]:
     """The parts listed in a parts directory's manifest, each a plain file name in the directory."""
     directory = os.path.dirname(manifest_path)
     try:

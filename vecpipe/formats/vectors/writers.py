@@ -8,9 +8,9 @@ from vecpipe.core.atomic import atomic_file
 from vecpipe.core.errors import UsageError
 from vecpipe.core.vector_batch import VectorBatch
 from vecpipe.formats.vectors.common import write_all
-from vecpipe.formats.vectors.jsonl import _completed_provenance, _jsonl_lines
-from vecpipe.formats.vectors.npy import _NpyOutput
-from vecpipe.formats.vectors.parts import writes_parts, _PartsOutput
+from vecpipe.formats.vectors.jsonl import completed_provenance, jsonl_lines
+from vecpipe.formats.vectors.npy import NpyOutput
+from vecpipe.formats.vectors.parts import writes_parts, PartsOutput
 
 
 class VectorWriter:
@@ -46,12 +46,12 @@ class VectorWriter:
     def write(self, batch: VectorBatch) -> None:
         if not len(batch):
             return
-        provenance = _completed_provenance(batch)
+        provenance = completed_provenance(batch)
         self._check_consistent(batch, provenance)
         if self._npy is not None:
             self._npy.write(batch, provenance)
         else:
-            write_all(self._stream, b"".join(_jsonl_lines(batch, provenance, with_embedding=True)))
+            write_all(self._stream, b"".join(jsonl_lines(batch, provenance, with_embedding=True)))
             self._stream.flush()
         self.rows += len(batch)
 
@@ -93,5 +93,5 @@ def open_vector_output(fmt: str, path: str | None, stdout: IO[bytes], part_rows:
         yield writer
 
 
-def _npy_output(path: str, part_rows: int | None) -> "_NpyOutput | _PartsOutput":
-    return _PartsOutput(path, part_rows) if writes_parts(path) else _NpyOutput(path)
+def _npy_output(path: str, part_rows: int | None) -> "NpyOutput | PartsOutput":
+    return PartsOutput(path, part_rows) if writes_parts(path) else NpyOutput(path)
