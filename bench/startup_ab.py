@@ -77,7 +77,7 @@ def main() -> None:
         "",
         f"Command: `.venv/bin/python bench/startup_ab.py --base {args.base} --repeat {args.repeat}`; runs alternate base/head, "
         f"{args.repeat} each; head is {head_rev} (with any uncommitted changes of the tree).",
-        f"CPU: {cpu_line()}.",
+        f"{cpu_line()}.",
         "",
         f"| command | base {args.base} median | head median | head / base |",
         "|---|---|---|---|",
