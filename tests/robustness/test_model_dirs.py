@@ -40,6 +40,12 @@ def rehash(model_dir, name: str) -> None:
     (lambda d: rewrite(d, lambda m: m.update(prompts={"query": 5})), "prompts must map names to strings"),
     (lambda d: (d / "vecpipe.json").write_text("[1, 2]"), "manifest is not a JSON object"),
     (lambda d: (d / "model.onnx.data").write_bytes(b"x" * 10), "model.onnx.data does not match the sha256"),
+    (lambda d: rewrite(d, lambda m: m.update(source_sha256="x")), "manifest key 'source_sha256' should be dict"),
+    (lambda d: rewrite(d, lambda m: m.update(source_sha256={"model.safetensors": 5})), "source_sha256 must map file names to sha256 digests"),
+    (lambda d: rewrite(d, lambda m: m.update(max_position_embeddings=None)), "manifest key 'max_position_embeddings' should be int"),
+    (lambda d: rewrite(d, lambda m: m.update(max_position_embeddings=0)), "max_tokens and max_position_embeddings must be positive"),
+    (lambda d: rewrite(d, lambda m: m.update(dim=10**12)), "manifest's dim 1000000000000 is beyond any embedder's"),
+    (lambda d: rewrite(d, lambda m: m.update(kind="cross-encoder")), "manifest's kind 'cross-encoder' is not one of dense, static"),
 ])
 def test_a_damaged_user_model_directory_is_one_line_exit_4(user_model, damage, problem):
     damage(user_model)
@@ -61,3 +67,21 @@ def test_a_bug_inside_a_command_is_one_line_and_exit_1_unless_debugging(monkeypa
     assert_one_line_refusal(outcome, "truncate", None, "internal error (ZeroDivisionError: a bug); this is a bug in vecpipe", 1)
     monkeypatch.setenv("VECPIPE_DEBUG", "1")
     assert isinstance(run_in_process(["truncate", "--dim", "2"], vector).crashed, ZeroDivisionError)
+
+
+@pytest.mark.parametrize("change, problem", [
+    (lambda m: m.update(static=[1]), "manifest key 'static' should be an object, not list"),
+    (lambda m: m["static"].update(median_token_chars="x"), "static median_token_chars should be null or an integer of at least 1, not 'x'"),
+    (lambda m: m["static"].update(drop_token_id=-1), "static drop_token_id should be null or an integer of at least 0, not -1"),
+])
+def test_a_damaged_static_model_manifest_is_one_line_exit_4(tmp_path, change, problem):
+    from conftest import FIXTURES
+    from vecpipe.core.models.convert import convert
+
+    model_dir = tmp_path / "static"
+    model_dir.mkdir()
+    convert(FIXTURES / "families" / "static-model2vec", model_dir, "static-model2vec")
+    rewrite(model_dir, change)
+    outcome = run_process(["embed", "-m", model_dir, "-q"], b"hello world\n")
+    assert_one_line_refusal(outcome, "embed", None, problem, 4)
+    assert outcome.stdout == b""

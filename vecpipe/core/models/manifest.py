@@ -38,7 +38,10 @@ _SCHEMA: dict[str, tuple[tuple[type, ...], bool]] = {
     "files": ((dict,), False),
     "dense": ((list,), False),
     "kind": ((str,), False),
+    "source_sha256": ((dict,), False),
+    "max_position_embeddings": ((int,), False),
 }
+MAX_DIM = 1 << 20  # far above any embedder's width; a larger one is a damaged manifest, not a model
 MODEL_KINDS = ("dense", "static")  # kinds.py opens each
 
 
@@ -72,8 +75,13 @@ def _check_schema(manifest: dict, path: Path) -> None:
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             wanted = " or ".join("null" if t is type(None) else t.__name__ for t in types)
             raise ModelError(f"manifest key {key!r} should be {wanted}, not {json.dumps(value)[:40]}", str(path))
-    if manifest["dim"] < 1 or manifest["max_tokens"] < 1:
-        raise ModelError("manifest's dim and max_tokens must be positive", str(path))
+    if manifest["dim"] < 1 or manifest["max_tokens"] < 1 or manifest.get("max_position_embeddings", 1) < 1:
+        raise ModelError("manifest's dim, max_tokens and max_position_embeddings must be positive", str(path))
+    if manifest["dim"] > MAX_DIM:
+        raise ModelError(f"manifest's dim {manifest['dim']} is beyond any embedder's ({MAX_DIM} at most)", str(path))
+    for key in ("files", "source_sha256"):
+        if not all(isinstance(name, str) and isinstance(digest, str) for name, digest in manifest.get(key, {}).items()):
+            raise ModelError(f"manifest's {key} must map file names to sha256 digests", str(path))
     if manifest["pooling"] not in POOLINGS:
         raise ModelError(f"manifest's pooling {manifest['pooling']!r} is not one of {', '.join(POOLINGS)}", str(path))
     if manifest.get("kind", "dense") not in MODEL_KINDS:

@@ -25,7 +25,7 @@ from vecpipe.core.errors import ModelError
 from vecpipe.core.hashing import sha256_file
 from vecpipe.core.models.base import EmbeddingModel
 from vecpipe.core.models.checkpoint import load_safetensors, load_tokenizer, read_json, read_module_chain
-from vecpipe.core.models.manifest import MANIFEST_VERSION, TOKENIZER_FILE, write_manifest
+from vecpipe.core.models.manifest import MANIFEST, MANIFEST_VERSION, TOKENIZER_FILE, write_manifest
 
 TABLE_FILE = "embeddings.safetensors"
 STATIC_FILES = (TABLE_FILE, TOKENIZER_FILE)
@@ -156,6 +156,18 @@ def _median_token_chars(tokenizer) -> int:
     return int(np.median([len(token) for token in tokenizer.get_vocab(with_added_tokens=True)]))
 
 
+def _static_details(manifest: dict, path: Path) -> dict:
+    """The manifest's `static` settings, checked: each a count or null."""
+    details = manifest.get("static") or {}
+    if not isinstance(details, dict):
+        raise ModelError(f"manifest key 'static' should be an object, not {type(details).__name__}", str(path))
+    for key, least in (("drop_token_id", 0), ("median_token_chars", 1)):
+        value = details.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < least):
+            raise ModelError(f"manifest's static {key} should be null or an integer of at least {least}, not {value!r}", str(path))
+    return details
+
+
 class StaticModel(EmbeddingModel):
     """Vectors as the mean of table rows: a numpy gather and a segmented sum."""
 
@@ -163,10 +175,10 @@ class StaticModel(EmbeddingModel):
         super().__init__(model_dir, threads=threads, pooling=pooling)
         if self.pooling != "mean":
             raise ModelError("a static model averages its token rows; --pooling cannot change that", str(model_dir))
-        details = self.manifest.get("static") or {}
+        details = _static_details(self.manifest, self.dir / MANIFEST)
         self.drop_token_id: int | None = details.get("drop_token_id")
         if details.get("median_token_chars"):
-            self.chars_per_token_cap = int(details["median_token_chars"])
+            self.chars_per_token_cap = details["median_token_chars"]
         self._table: np.ndarray | None = None
 
     @property
