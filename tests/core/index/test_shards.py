@@ -5,6 +5,7 @@ search keeps >= 0.99 of exact recall, and add/delete touch only the shards the i
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -116,6 +117,22 @@ def test_sharded_options_that_would_differ_per_shard_are_refused(tmp_path, scifa
         build_sharded(tmp_path / "c", batches(ids[:50], vectors[:50], provenance), 2)
     (tmp_path / "c" / "SHARDS.json").write_text('{"shards": "two"}')
     with pytest.raises(IndexStoreError, match="no valid shard count"):
+        ShardedIndex.open(tmp_path / "c")
+
+
+@pytest.mark.parametrize("layout, problem", [
+    ({"format_version": "1"}, "format_version '1' is not a version number"),
+    ({"format_version": None}, "format_version None is not a version number"),
+    ({"format_version": True}, "format_version True is not a version number"),
+    ({"format_version": 2}, "from a newer vecpipe"),
+    ({"router": "modulo"}, "routes ids by 'modulo', not 'sha256-id-key'"),
+    ({"router": ["sha256-id-key"]}, "routes ids by ['sha256-id-key']"),
+])
+def test_a_shard_layout_with_a_wrong_field_is_refused(tmp_path, scifact, layout, problem):
+    ids, vectors, _, provenance = scifact
+    build_sharded(tmp_path / "c", batches(ids[:50], vectors[:50], provenance), 2)
+    (tmp_path / "c" / "SHARDS.json").write_text(json.dumps({"format_version": 1, "shards": 2, "router": "sha256-id-key", **layout}))
+    with pytest.raises(IndexStoreError, match=re.escape(problem)):
         ShardedIndex.open(tmp_path / "c")
 
 

@@ -51,6 +51,7 @@ from vecpipe.core.index.vector_index import peek_provenance as peek_index_proven
 
 SHARDS_FILE = "SHARDS.json"
 FORMAT_VERSION = 1
+ROUTER = "sha256-id-key"  # shard_of: the first 8 bytes of the id key's sha256, modulo the shard count
 MAX_SHARDS = 4096
 _QUEUE_BATCHES = 4  # per shard: bounded, so a fast reader cannot buffer the whole input
 
@@ -93,11 +94,20 @@ def read_layout(root: Path) -> int:
     except (OSError, orjson.JSONDecodeError) as exc:
         raise IndexStoreError(f"cannot read the shard layout ({exc})", str(path)) from None
     shards = layout.get("shards") if isinstance(layout, dict) else None
-    if not isinstance(shards, int) or isinstance(shards, bool) or not 1 <= shards <= MAX_SHARDS:
+    if not _is_count(shards) or not 1 <= shards <= MAX_SHARDS:
         raise IndexStoreError("the shard layout has no valid shard count: the index is corrupt", str(path))
-    if layout.get("format_version", 0) > FORMAT_VERSION:
+    version = layout.get("format_version")
+    if not _is_count(version) or version < 1:
+        raise IndexStoreError(f"the shard layout's format_version {version!r} is not a version number: the index is corrupt", str(path))
+    if version > FORMAT_VERSION:
         raise IndexStoreError("the shard layout is from a newer vecpipe; upgrade vecpipe to read it", str(path))
+    if layout.get("router") != ROUTER:
+        raise IndexStoreError(f"the shard layout routes ids by {layout.get('router')!r}, not {ROUTER!r}: the index is corrupt", str(path))
     return shards
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 # --- writing -------------------------------------------------------------------------------
@@ -130,7 +140,7 @@ def build_staged(path, shards: int, options: BuildOptions, build_shards: Callabl
 
 def _layout_bytes(shards: int) -> bytes:
     """The SHARDS.json of an index of `shards` shards."""
-    return orjson.dumps({"format_version": FORMAT_VERSION, "shards": shards, "router": "sha256-id-key"})
+    return orjson.dumps({"format_version": FORMAT_VERSION, "shards": shards, "router": ROUTER})
 
 
 def _check_build(root: Path, shards: int, options: BuildOptions) -> None:
