@@ -292,7 +292,7 @@ class ShardedIndex:
                 index.close()
             raise
         first = opened[0].provenance
-        if any(index.provenance != first or index.manifest["dim"] != opened[0].manifest["dim"] for index in opened[1:]):
+        if any(index.provenance != first or index.manifest.dim != opened[0].manifest.dim for index in opened[1:]):
             raise IndexStoreError("the shards hold vectors of different models or shapes: the index is corrupt", str(root))
         return cls(root, opened)
 

@@ -31,7 +31,7 @@ from vecpipe.core.atomic import DirLock, fsync_dir, make_temp_dir_beside, signal
 from vecpipe.core.errors import IndexStoreError, StorageError, VecpipeError, storage_error
 from vecpipe.core.hashing import sha256_file
 from vecpipe.core.index.kinds import KINDS
-from vecpipe.core.provenance import load_provenance
+from vecpipe.core.provenance import Provenance, load_provenance
 from vecpipe.core.vector_batch import STORAGE
 from vecpipe.core.stamps import remember_sha256, stamped_sha256
 
@@ -162,6 +162,42 @@ def verify_files(generation: Path, manifest: dict) -> None:
             raise FileNotFoundError(path)  # a writer may have pruned this generation: the reader retries
         if stamped_sha256(path) != digest:
             raise IndexStoreError(f"{name} does not match the sha256 in {MANIFEST} (replaced or corrupt)", str(generation))
+
+
+@dataclass(frozen=True)
+class IndexManifest:
+    """What a reader asks of one generation's manifest, typed; built by `typed_manifest` from a
+    manifest `read_manifest` checked. `raw` is the manifest as written, for the kind's backend
+    (which reads its own fields) and for a writer making the next generation's."""
+
+    raw: dict
+    kind: str
+    dim: int
+    count: int
+    dtype: str
+    input_dtype: str
+    metric: str
+    normalized: bool | None
+    model: str | None
+    model_sha256: str | None
+    calibration_sha256: str | None
+    provenance: Provenance
+    keeps_float: bool  # a flat index that also holds float vectors
+    lexical: dict | None  # the BM25 part's settings and sizes (lexical.py)
+    format_version: int
+    created: str | None
+    updated: str | None
+
+
+def typed_manifest(manifest: dict) -> IndexManifest:
+    return IndexManifest(
+        raw=manifest, kind=manifest["kind"], dim=manifest["dim"], count=manifest["count"], dtype=manifest["dtype"],
+        input_dtype=manifest["input_dtype"], metric=manifest["metric"], normalized=manifest.get("normalized"),
+        model=manifest.get("model"), model_sha256=manifest.get("model_sha256"), calibration_sha256=manifest.get("calibration_sha256"),
+        provenance=load_provenance(manifest["provenance"]), keeps_float=bool(manifest.get("flat", {}).get("keep_float")),
+        lexical=manifest.get("lexical") or None, format_version=manifest["format_version"], created=manifest.get("created"),
+        updated=manifest.get("updated"),
+    )
 
 
 def write_manifest(generation: Path, manifest: dict) -> None:

@@ -26,8 +26,10 @@ from vecpipe.core.index.store import (
     directory_bytes,
     file_digests,
     now_iso,
+    IndexManifest,
     open_with_retry,
     read_manifest,
+    typed_manifest,
     verify_files,
     write_manifest,
     writing,
@@ -262,23 +264,24 @@ def index_info(path) -> dict:
     """What `index info` shows, from the manifest and file sizes alone."""
 
     def describe(generation: Path, manifest: dict) -> dict:
-        count = manifest["count"]
-        info = {key: manifest.get(key) for key in ("kind", "model", "model_sha256", "dim", "dtype", "metric")}
+        typed = typed_manifest(manifest)
+        info = {"kind": typed.kind, "model": typed.model, "model_sha256": typed.model_sha256, "dim": typed.dim, "dtype": typed.dtype,
+                "metric": typed.metric}
         info.update(
             path=str(path),
-            count=count,
-            normalized=manifest.get("normalized"),
+            count=typed.count,
+            normalized=typed.normalized,
             generation=generation.name,
             bytes_on_disk=directory_bytes(generation),
             bytes_per_vector=bytes_per_vector(generation, manifest),
-            format_version=manifest["format_version"],
-            created=manifest.get("created"),
-            updated=manifest.get("updated"),
+            format_version=typed.format_version,
+            created=typed.created,
+            updated=typed.updated,
         )
-        for key in ("hnsw", "flat", "calibration_sha256", "lexical"):
+        for key in ("hnsw", "flat", "calibration_sha256", "lexical"):  # the kind's own parameters, as recorded
             if manifest.get(key):
                 info[key] = manifest[key]
-        info["search_modes"] = ["dense", "lexical", "hybrid"] if manifest.get("lexical") else ["dense"]
+        info["search_modes"] = ["dense", "lexical", "hybrid"] if typed.lexical else ["dense"]
         info["default_mode"] = info["search_modes"][-1]
         return info
 
@@ -288,7 +291,7 @@ def index_info(path) -> dict:
 class VectorIndex:
     """A read-only view of one generation; later writes do not affect an open index."""
 
-    def __init__(self, root: Path, generation: Path, manifest: dict, backend, meta: MetaStore):
+    def __init__(self, root: Path, generation: Path, manifest: IndexManifest, backend, meta: MetaStore):
         self.root, self.generation, self.manifest = root, generation, manifest
         self.backend, self.meta = backend, meta
         self._lexical = None
@@ -303,7 +306,7 @@ class VectorIndex:
 
         def load(generation: Path, manifest: dict) -> "VectorIndex":
             backend = load_backend(generation, manifest, load_graph)
-            return cls(root, generation, manifest, backend, MetaStore.open_readonly(generation / META_FILE))
+            return cls(root, generation, typed_manifest(manifest), backend, MetaStore.open_readonly(generation / META_FILE))
 
         return open_with_retry(root, load)
 
@@ -318,19 +321,20 @@ class VectorIndex:
 
     @property
     def count(self) -> int:
-        return self.manifest["count"]
+        return self.manifest.count
 
     @property
     def provenance(self) -> dict:
-        return self.manifest["provenance"]
+        """As the records carried it (compared key by key with a query's)."""
+        return self.manifest.raw["provenance"]
 
     @property
     def kind(self) -> str:
-        return self.manifest["kind"]
+        return self.manifest.kind
 
     @property
     def keeps_float(self) -> bool:
-        return bool(self.manifest.get("flat", {}).get("keep_float"))
+        return self.manifest.keeps_float
 
     def check_query(self, provenance: dict) -> None:
         """Refuse a query from another vector space or quantized another way (one line)."""
@@ -376,12 +380,12 @@ class VectorIndex:
 
     @property
     def has_lexical(self) -> bool:
-        return bool(self.manifest.get("lexical"))
+        return self.manifest.lexical is not None
 
     @property
     def lexical_settings(self) -> LexicalSettings | None:
         """How the lexical part reads a record's text (None without one): queries' text is read the same way."""
-        return LexicalSettings.from_manifest(self.manifest["lexical"], str(self.root)) if self.has_lexical else None
+        return LexicalSettings.from_manifest(self.manifest.lexical, str(self.root)) if self.has_lexical else None
 
     def start_loading_lexical(self) -> None:
         """Import bm25s and load the BM25 part on a thread, while the caller loads its model: a one-off
@@ -419,7 +423,7 @@ class VectorIndex:
             raise UsageError("this index has no lexical part; build it with --lexical for lexical or hybrid search")
         from vecpipe.core.index.lexical import LexicalIndex
 
-        return LexicalIndex.load(self.generation, self.manifest["lexical"], self.count)
+        return LexicalIndex.load(self.generation, self.manifest.lexical, self.count)
 
     def lexical_search(self, texts: list[str], k: int = 10, *, where: Sequence[str] = (), min_score: float | None = None) -> SearchResult:
         """The k best BM25 hits per query text (documents matching no query term are not hits)."""
