@@ -2,8 +2,8 @@
 describes an index through these functions, for one index directory and a sharded one alike.
 
     open_index(path)                      -> Index (search, lexical search, hits, provenance)
-    build(path, batches, options, write)  -> WriteReport   (shards=N: sharded; engine="ray": on a cluster)
-    add(path, batches, write)             -> WriteReport   (upsert by id)
+    build(path, batches, options, write)  -> WriteReport   (shard_count=N: sharded; engine="ray": on a cluster)
+    add(path, batches, write)             -> WriteReport   (upsert by id; build_or_add makes it first)
     delete(path, ids)                     -> WriteReport   (report.missing: ids not found)
     info(path), provenance(path), text_hashes(path, keys), exists(path)
 
@@ -28,7 +28,7 @@ from vecpipe.core.index.vector_index import DEFAULT_EF, VectorIndex
 
 __all__ = [
     "DEFAULT_EF", "BuildOptions", "Hit", "Index", "LexicalSettings", "SearchResult", "WriteOptions", "WriteReport",
-    "add", "build", "delete", "exists", "id_key", "info", "is_sharded", "open_index", "provenance", "text_hashes", "text_of",
+    "add", "build", "build_or_add", "delete", "exists", "id_key", "info", "is_sharded", "open_index", "provenance", "text_hashes", "text_of",
 ]
 
 ENGINES = ("local", "ray")
