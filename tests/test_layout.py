@@ -185,3 +185,11 @@ def test_cli_reaches_indexes_only_through_the_front_door(graph):
     offenders = {name: sorted(t for t in targets if t.startswith("vecpipe.core.index") and t != "vecpipe.core.index.api")
                  for name, targets in graph.items() if name.startswith("vecpipe.cli")}
     assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_every_package_directory_is_a_regular_package():
+    """setuptools' package finder ships only directories with an __init__.py: a namespace
+    directory works in an editable checkout and is missing from every installed wheel."""
+    missing = sorted(d.relative_to(PACKAGE).as_posix() for d in PACKAGE.rglob("*") if d.is_dir() and d.name != "__pycache__"
+                     and any(d.glob("*.py")) and not (d / "__init__.py").exists())
+    assert missing == []
