@@ -10,9 +10,9 @@ import orjson
 
 from vecpipe.core.errors import DataError
 from vecpipe.core.provenance import Provenance, load_provenance
-from vecpipe.core.vector_batch import STORAGE, VectorBatch, stored_width, first_nonfinite_row
+from vecpipe.core.vector_batch import STORAGE, VectorBatch, first_nonfinite_row, stored_width
 from vecpipe.formats.text import BOM, ID_KEYS, is_exact_int, parse_record
-from vecpipe.formats.vectors.common import PROVENANCE_KEY, EMBEDDING_KEY, describe_difference
+from vecpipe.formats.vectors.common import EMBEDDING_KEY, PROVENANCE_KEY, describe_difference
 
 
 @dataclass

@@ -10,7 +10,7 @@ from typing import IO, Iterator
 
 from vecpipe.core.errors import DataError
 from vecpipe.core.vector_batch import VectorBatch
-from vecpipe.formats.vectors.common import Note, note_to_stderr, agreeing
+from vecpipe.formats.vectors.common import Note, agreeing, note_to_stderr
 from vecpipe.formats.vectors.reading import read_vectors
 
 

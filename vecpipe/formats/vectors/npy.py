@@ -14,8 +14,8 @@ from vecpipe.core.errors import DataError, storage_error
 from vecpipe.core.vector_batch import STORAGE, VectorBatch
 from vecpipe.formats.text import BOM, parse_record
 from vecpipe.formats.inputs import open_input
-from vecpipe.formats.vectors.common import NPY_MAGIC, Note, read_exactly, describe_difference
-from vecpipe.formats.vectors.jsonl import StreamShape, split_record, first_shape, cast_checked, jsonl_lines
+from vecpipe.formats.vectors.common import NPY_MAGIC, Note, describe_difference, read_exactly
+from vecpipe.formats.vectors.jsonl import StreamShape, cast_checked, first_shape, jsonl_lines, split_record
 
 
 # Accepted .npy element types: the four vecpipe writes, and float64 (what numpy saves by

@@ -8,7 +8,7 @@ from typing import IO, Iterator
 from vecpipe.core.errors import DataError
 from vecpipe.core.vector_batch import STDIN_NAME, VectorBatch
 from vecpipe.formats.inputs import open_input
-from vecpipe.formats.vectors.common import NPY_MAGIC, Note, note_to_stderr, sniff, concat_batches, agreeing
+from vecpipe.formats.vectors.common import NPY_MAGIC, Note, agreeing, concat_batches, note_to_stderr, sniff
 from vecpipe.formats.vectors.jsonl import jsonl_batches
 from vecpipe.formats.vectors.npy import npy_file_batches, npy_stream_batches
 from vecpipe.formats.vectors.parts import PARTS_MANIFEST, read_parts_manifest

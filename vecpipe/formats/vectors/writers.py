@@ -10,7 +10,7 @@ from vecpipe.core.vector_batch import VectorBatch
 from vecpipe.formats.vectors.common import write_all
 from vecpipe.formats.vectors.jsonl import completed_provenance, jsonl_lines
 from vecpipe.formats.vectors.npy import NpyOutput
-from vecpipe.formats.vectors.parts import writes_parts, PartsOutput
+from vecpipe.formats.vectors.parts import PartsOutput, writes_parts
 
 
 class VectorWriter:
