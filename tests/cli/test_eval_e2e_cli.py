@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from vecpipe.cli import app
 from vecpipe.core.models.convert import convert
+from vecpipe.core.index.api import build
 from vecpipe.core.index.vector_index import BuildOptions, build_index
 from vecpipe.core.eval.metrics import evaluate_retrieval, spearman
 from vecpipe.core.models.model import Model
@@ -252,6 +253,22 @@ def test_ann_sweeps_ef_and_reaches_full_recall(beir, tiny_model_dir, tmp_path):
     assert out["pareto"] == [p for p in out["points"] if p["pareto"]] and out["pareto"]
     assert out["vecpipe"]["index"]["kind"] == "hnsw" and out["vecpipe"]["index"]["count"] == 30
     assert json.loads((tmp_path / "res" / "docs.idx.ann.json").read_text()) == out
+
+
+def test_ann_measures_a_sharded_index_through_the_front_door(beir, tiny_model_dir, tmp_path):
+    """eval ann opens indexes through core/index/api.py, so a sharded index is measured like one index."""
+    model = Model(tiny_model_dir)
+    docs = [json.loads(line) for line in (beir / "corpus.jsonl").read_text().splitlines()]
+    matrix = model.embed([(d["title"] + " " + d["text"]).strip() for d in docs], prompt="document")
+    batch = VectorBatch([d["_id"] for d in docs], [{} for _ in docs], matrix, model.provenance("document"), list(range(1, len(docs) + 1)))
+    build(tmp_path / "sharded.idx", [batch], shard_count=3)
+    result = invoke("ann", str(tmp_path / "sharded.idx"), "--queries", str(beir / "queries.jsonl"), "-m", str(tiny_model_dir), "-k", "5",
+                    "--ef", "5,40", "--repeat", "1", "-q")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert [(p["parameter"], p["value"]) for p in out["points"]] == [("ef", 5), ("ef", 40)]
+    assert out["points"][-1]["recall"] == 1.0  # ef 40 exceeds every shard's rows
+    assert out["vecpipe"]["index"]["shards"] == 3 and out["vecpipe"]["index"]["count"] == 30
 
 
 def test_ann_on_a_flat_index_sweeps_rescoring(beir, tiny_model_dir, tmp_path):
