@@ -128,3 +128,23 @@ def test_eval_fuse_bad_weights(tmp_path, args, message):
         (tmp_path / f"{name}.trec").write_text("q Q0 d 1 1.0 x\n")
     result = invoke("eval", "fuse", str(tmp_path / "a.trec"), str(tmp_path / "b.trec"), *args)
     assert result.exit_code == 2 and message in result.stderr
+
+
+def test_eval_retrieval_index_embeds_text_queries_as_search_does(hybrid_index, beir, tiny_model_dir, tmp_path):
+    """--index with BEIR text queries: the same query encoder as `vecpipe search`, so the run equals
+    the one from query vector records that `vecpipe embed --prompt query` made."""
+    qrels = str(beir / "qrels" / "test.tsv")
+    from_text = invoke("eval", "retrieval", "--index", str(hybrid_index), "--queries", str(beir / "queries.jsonl"), "--qrels", qrels,
+                       "--mode", "dense", "-m", str(tiny_model_dir), "--json")
+    assert from_text.exit_code == 0, from_text.stderr
+    vectors = tmp_path / "queries.vectors.jsonl"
+    assert invoke("embed", "-m", str(tiny_model_dir), "--prompt", "query", "-q", "-o", str(vectors), str(beir / "queries.jsonl")).exit_code == 0
+    from_vectors = invoke("eval", "retrieval", "--index", str(hybrid_index), "--queries", str(vectors), "--qrels", qrels, "--mode", "dense", "--json")
+    assert from_vectors.exit_code == 0, from_vectors.stderr
+    text_scores, vector_scores = (json.loads(r.stdout)["scores"]["test"][0] for r in (from_text, from_vectors))
+    assert text_scores.keys() == vector_scores.keys()
+    assert all(text_scores[k] == pytest.approx(vector_scores[k], abs=1e-9) for k in text_scores if isinstance(text_scores[k], float))
+    hybrid = invoke("eval", "retrieval", "--index", str(hybrid_index), "--queries", str(beir / "queries.jsonl"), "--qrels", qrels,
+                    "-m", str(tiny_model_dir), "--json")
+    assert hybrid.exit_code == 0, hybrid.stderr
+    assert json.loads(hybrid.stdout)["vecpipe"]["parameters"]["mode"] == "hybrid"  # the index's default, with the query text

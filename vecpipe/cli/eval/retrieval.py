@@ -225,11 +225,11 @@ def _score_index(index: str, queries: Optional[str], qrels: str, retriever: Retr
     from vecpipe.core.retrieval.modes import ModeRequest
 
     if not queries:
-        raise UsageError("--index needs --queries: query vector records (vecpipe embed output, truncated or quantized like the index's)")
+        raise UsageError("--index needs --queries: BEIR queries.jsonl (embedded with the index's model), or query vector records")
     qrels_data, qrels_record = load_qrels(qrels)
     depth = retriever.top_k + 1 if scoring.ignore_identical_ids else retriever.top_k
     request = ModeRequest(retriever.mode, depth, fusion=retriever.fusion)
-    searched = search_index(index, queries, request)
+    searched = search_index(index, queries, request, model=retriever.model, notify=say)
     say_once(searched.notices, set())
     run = searched.run
     if scoring.ignore_identical_ids:  # one more hit was fetched so that each query keeps top_k others
@@ -256,9 +256,9 @@ def retrieval(
     qrels: str = typer.Option(..., "--qrels", metavar="FILE", help="Relevance judgments: BEIR TSV (query-id corpus-id score) or TREC qrels (qid 0 docid rel)."),
     run: Optional[str] = typer.Option(None, "--run", metavar="FILE", help="The run to score: vecpipe search JSONL or TREC (qid Q0 docid rank score tag); `-` or none is stdin."),
     corpus: Optional[str] = typer.Option(None, "--corpus", metavar="FILE", help=CORPUS_HELP),
-    index: Optional[str] = typer.Option(None, "--index", metavar="DIR", autocompletion=index_dirs, help="Score an index built by `vecpipe index build`: search it with the --queries vector records in --mode (default: the index's), as `vecpipe search` would."),
+    index: Optional[str] = typer.Option(None, "--index", metavar="DIR", autocompletion=index_dirs, help="Score an index built by `vecpipe index build`: search it with --queries (text, embedded with the index's model and query prompt, or vector records) in --mode (default: the index's), as `vecpipe search` would."),
     queries: Optional[str] = typer.Option(None, "--queries", metavar="FILE", help=QUERIES_HELP),
-    model: Optional[str] = typer.Option(None, "-m", "--model", autocompletion=model_names, help=MODEL_HELP),
+    model: Optional[str] = typer.Option(None, "-m", "--model", autocompletion=model_names, help=MODEL_HELP + " With --index: where to find the index's own model, for text queries."),
     dim: Optional[int] = typer.Option(None, "--dim", max=10**6, metavar="N", help="Keep the first N dimensions, re-normalized (vecpipe truncate --dim)."),
     quantize: Optional[str] = typer.Option(None, "--quantize", metavar="int8|binary", help="Store the corpus quantized, in a flat index scanned exhaustively (vecpipe index build --quantize)."),
     rescore: Optional[int] = typer.Option(None, "--rescore", max=10**4, metavar="R", help="With --quantize: re-rank the top-k x R candidates with float vectors (vecpipe search --rescore)."),
@@ -309,8 +309,8 @@ def retrieval(
         return
     if run is not None:
         raise UsageError("--run scores a run file; --corpus and --queries (or --index and --queries) make the run: give one or the other")
-    if index is not None and (corpus or model or dim or quantize or rescore or exact or index_params):
-        raise UsageError("--index searches the index as it was built; --corpus, -m, --dim, --quantize, --rescore, --exact and --index-params do not apply")
+    if index is not None and (corpus or dim or quantize or rescore or exact or index_params):
+        raise UsageError("--index searches the index as it was built; --corpus, --dim, --quantize, --rescore, --exact and --index-params do not apply")
     if top_k < 1:
         raise UsageError("--top-k must be at least 1")
     from vecpipe.core.retrieval.modes import MODES, Fusion

@@ -1,8 +1,9 @@
-"""Evaluating an index that already exists: search it with query vector records, as `vecpipe search` would.
+"""Evaluating an index that already exists: search it with the queries, as `vecpipe search` would.
 
-The queries are vector records (`vecpipe embed` output, also truncated or quantized as the
-index's records were); in lexical and hybrid modes their text field is searched too, chosen as
-the index's lexical part chooses a record's text. The run this gives is scored like any other,
+The queries are text (BEIR queries.jsonl), embedded with the index's own model and query prompt by
+the same QueryEncoder `vecpipe search` uses, or vector records (`vecpipe embed` output, also
+truncated or quantized as the index's records were); in lexical and hybrid modes a vector
+record's text field is searched too, chosen as the index's lexical part chooses a record's text. The run this gives is scored like any other,
 and the index's own description (model and sha256, dims, dtype, quantization, BM25 settings)
 goes into the result, so a result says how it was made.
 """
@@ -24,29 +25,39 @@ class IndexRun:
     notices: list[str]
 
 
-def search_index(index_path, queries_path: str, request, batch_size: int = 256) -> IndexRun:
-    """Search the index at `index_path` with every query record of `queries_path` (request: a retrieval.modes.ModeRequest whose
-    mode may be None for the index's default)."""
-    from vecpipe.core.index.api import info, open_index, text_of
+def search_index(index_path, queries_path: str, request, batch_size: int = 256, model: str | None = None, notify=None) -> IndexRun:
+    """Search the index at `index_path` with every query of `queries_path`: vector records, or text
+    embedded as the index's vectors were (its model and query prompt, as `vecpipe search` does).
+    `model` says where to find the index's model when not under its name. `request` is a
+    retrieval.modes.ModeRequest whose mode may be None for the index's default."""
+    from vecpipe.core.index.api import info, open_index
+    from vecpipe.core.pipeline.queries import QueryEncoder, query_batches
     from vecpipe.core.retrieval.modes import default_mode, needs_graph, search
-    from vecpipe.formats.vectors import read_vectors
 
     run: dict[str, dict[str, float]] = {}
     seconds, notices = 0.0, []
     with open_index(index_path, needs_graph(request.mode, request.exact)) as index:
         request.mode = request.mode or default_mode(index)
-        settings = index.lexical_settings
-        for batch in read_vectors(queries_path, None, batch_size):
-            texts = None
-            if request.mode != "dense" and settings is not None:
-                texts = [text_of(fields, settings) for fields in batch.fields]
-                if None in texts:
-                    line = batch.lines[texts.index(None)] if batch.lines else None
-                    raise DataError(f"query record has no text in {settings.field!r} to search in {request.mode} mode", batch.source, line)
+        encoder = QueryEncoder(index.provenance, model, notify=notify)
+        for batch in query_batches(None, queries_path, "text", batch_size, encoder, request.mode != "lexical", note=notify):
+            texts = batch.texts if batch.records is None else _texts_of(batch.records, index.lexical_settings, request.mode)
             started = time.perf_counter()
-            result = search(index, request, texts, batch.matrix, {**batch.provenance, "dtype": batch.dtype})
+            result = search(index, request, texts, batch.matrix, batch.provenance)
             seconds += time.perf_counter() - started
             notices.extend(n for n in result.notices if n not in notices)
             for qid, hits in zip(batch.ids, result.hits):
                 run[str(qid)] = {str(hit.id): hit.score for hit in hits}
     return IndexRun(run, seconds, len(run), request.mode, info(index_path), notices)
+
+
+def _texts_of(records, settings, mode: str) -> list[str] | None:
+    """The text of vector query records, read as the index's lexical part reads a record's (None in dense mode)."""
+    from vecpipe.core.index.api import text_of
+
+    if mode == "dense" or settings is None:
+        return None
+    texts = [text_of(fields, settings) for fields in records.fields]
+    if None in texts:
+        line = records.lines[texts.index(None)] if records.lines else None
+        raise DataError(f"query record has no text in {settings.field!r} to search in {mode} mode", records.source, line)
+    return texts

@@ -12,6 +12,7 @@ import numpy as np
 
 from vecpipe.core.errors import IndexStoreError
 from vecpipe.core.provenance import load_provenance
+from vecpipe.core.vector_batch import VectorBatch
 from vecpipe.formats.inputs import STDIN, input_name, open_input
 
 
@@ -65,6 +66,7 @@ class QueryBatch:
     texts: list[str] | None  # None for vector queries
     matrix: np.ndarray | None  # None when only text is searched (lexical mode embeds nothing)
     provenance: dict | None
+    records: VectorBatch | None = None  # vector queries as read: their fields, source and lines
 
 
 def query_batches(query: str | None, input_path: str, field: str, batch_size: int, encoder: QueryEncoder,
@@ -99,7 +101,7 @@ def _vector_queries(path: str, stream: IO[bytes] | None, batch_size: int, note) 
     options = {} if note is None else {"note": note}
     for batch in read_vectors(path, stream, batch_size, **options):
         # An .npy without sidecar says its dtype by its matrix alone.
-        yield QueryBatch(batch.ids, None, batch.matrix, {**batch.provenance, "dtype": batch.dtype})
+        yield QueryBatch(batch.ids, None, batch.matrix, {**batch.provenance, "dtype": batch.dtype}, batch)
 
 
 def _text_queries(stream: IO[bytes], source: str, field: str, batch_size: int, encoder: QueryEncoder, needs_vectors: bool) -> Iterator[QueryBatch]:
