@@ -35,6 +35,14 @@ WRONG = [  # (key, a wrong value, what the message says)
 ]
 
 
+def test_the_loader_checks_every_field_of_provenance():
+    from dataclasses import fields
+
+    from vecpipe.core import provenance
+
+    assert set(provenance._TYPES) == {f.name for f in fields(Provenance)}  # a new field is checked the day it is added
+
+
 def test_a_good_provenance_is_typed_and_unknown_keys_pass():
     typed = load_provenance({"model": "m", "dim": 3, "normalized": True, "dtype": "int8", "layer": 2, "other_tool": [1]})
     assert typed == Provenance(model="m", dim=3, normalized=True, dtype="int8", layer=2)
